@@ -1,0 +1,128 @@
+"""Checkpoints: HF-format model folders plus trainer state, written atomically, for `--resume`.
+
+Layout of a stage folder:
+    OUT/model/            save_pretrained() output (+ tokenizer); loads with from_pretrained
+    OUT/ckpt/             latest resumable state: model/ + trainer_state.pt (optimizer, scheduler,
+                          RNG, step, data position) + COMPLETE marker
+    OUT/config.yaml, OUT/metrics.jsonl
+
+A folder is written under a temporary name and renamed into place, and carries a `COMPLETE` marker
+last, so a kill during a save leaves the previous checkpoint intact and a half-written one is never
+loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+MARKER = "COMPLETE"
+
+
+def atomic_dir(final: str | Path, write: Callable[[Path], None]) -> Path:
+    """Run `write(tmp_dir)`, mark it complete, then swap it in for `final` (old copy removed last)."""
+    final = Path(final)
+    tmp = final.with_name(final.name + ".tmp")
+    old = final.with_name(final.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    (tmp / MARKER).write_text("ok")
+    _fsync_dir(tmp)
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _fsync_dir(path: Path) -> None:
+    for p in path.rglob("*"):
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+
+
+def is_complete(path: str | Path) -> bool:
+    return (Path(path) / MARKER).exists()
+
+
+def recover(path: str | Path) -> Path | None:
+    """The usable checkpoint at `path`: itself if complete, else a complete `.old` left by a kill."""
+    path = Path(path)
+    if is_complete(path):
+        return path
+    old = path.with_name(path.name + ".old")
+    return old if is_complete(old) else None
+
+
+def rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def save_model(model, tokenizer, out: str | Path, extra: Callable[[Path], None] | None = None) -> Path:
+    """Save an HF model folder (safetensors) + tokenizer atomically."""
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        if extra is not None:
+            extra(tmp)
+
+    return atomic_dir(out, write)
+
+
+def save_state(out: str | Path, model, tokenizer, optimizer, scheduler, step: int,
+               data_state: dict | None = None, extra: dict | None = None) -> Path:
+    """Save a resumable checkpoint folder: model + optimizer/scheduler/RNG/step/data position."""
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp / "model", safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp / "model")
+        torch.save({
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "rng": rng_state(),
+            "step": step,
+            "data": data_state or {},
+            "extra": extra or {},
+        }, tmp / "trainer_state.pt")
+
+    return atomic_dir(out, write)
+
+
+def load_state(ckpt: str | Path, model, optimizer, scheduler) -> dict:
+    """Restore model weights, optimizer, scheduler and RNG from a checkpoint; returns the state dict."""
+    from safetensors.torch import load_file
+
+    path = recover(ckpt)
+    if path is None:
+        raise FileNotFoundError(f"{ckpt}: no complete checkpoint to resume from")
+    weights = load_file(str(path / "model" / "model.safetensors"))
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    # Tied embeddings are saved once; anything else missing is a real mismatch.
+    missing = [k for k in missing if "lm_head" not in k]
+    if missing or unexpected:
+        raise RuntimeError(f"{path}: checkpoint does not match the model (missing {missing[:3]}, "
+                           f"unexpected {unexpected[:3]})")
+    state = torch.load(path / "trainer_state.pt", weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state["scheduler"] is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    return state

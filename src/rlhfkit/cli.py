@@ -1,0 +1,117 @@
+"""`rlhfkit <command>`: one subcommand per stage and tool.
+
+Stage modules expose `Config` (a documented dataclass), `PRESETS` ({name: overrides}) and
+`run(cfg) -> Path`; tool modules expose `main(argv) -> int`. Commands are imported lazily so
+`rlhfkit --help` is instant and a missing stage says so instead of pretending.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+# command -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("rlhfkit.stages.run", "the whole recipe: world -> pretrain -> SFT -> rankings -> RM -> RL -> eval -> report"),
+    "world": ("rlhfkit.world.cli", "export the built-in task world's data; judge a response"),
+    "pretrain": ("rlhfkit.stages.pretrain", "stage 1: train a tokenizer and a causal LM on text"),
+    "sft": ("rlhfkit.stages.sft", "stage 2: supervised fine-tuning on demonstrations"),
+    "reward": ("rlhfkit.stages.reward", "stage 3: reward model on K-way rankings (+ ensembles)"),
+    "ppo": ("rlhfkit.stages.ppo", "stage 4: PPO with a KL penalty to the SFT model"),
+    "grpo": ("rlhfkit.stages.grpo", "stage 4 alt: GRPO (group-normalised advantages)"),
+    "rloo": ("rlhfkit.stages.rloo", "stage 4 alt: RLOO (leave-one-out baseline)"),
+    "dpo": ("rlhfkit.stages.dpo", "stage 4 alt: DPO / IPO / conservative DPO on preferences"),
+    "best-of-n": ("rlhfkit.stages.best_of_n", "stage 4 alt: best-of-n sampling against the reward model"),
+    "sample": ("rlhfkit.stages.sample", "write K sampled responses per prompt to JSONL"),
+    "eval": ("rlhfkit.evaluate.cli", "gold-judge evaluation of a model (and win rate vs another)"),
+    "chat": ("rlhfkit.stages.chat", "interactive terminal chat; --compare models side by side"),
+    "label": ("rlhfkit.feedback.cli", "the ranking web app and annotator quality control"),
+    "report": ("rlhfkit.evaluate.report", "write a run's self-contained report.html"),
+    "experiment": ("rlhfkit.stages.experiment", "experiments: sft-ablation, bad-labelers, overoptimization"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: rlhfkit <command> [--help] [flags]", "", "commands:"]
+    lines += [f"  {name:<12} {help}" for name, (_, help) in COMMANDS.items()]
+    lines += ["", "Stage flags: --config FILE.yaml, --preset ci|tiny|small, --out DIR, --group.field=value.",
+              "`rlhfkit <command> --help` lists every flag with its default."]
+    return "\n".join(lines)
+
+
+def _import(command: str):
+    module_name, _ = COMMANDS[command]
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and module_name.startswith(e.name):
+            return None
+        raise
+
+
+def run_stage(module, argv: list[str], prog: str) -> int:
+    from . import config
+
+    presets = getattr(module, "PRESETS", {})
+    if "-h" in argv or "--help" in argv:
+        doc = (module.__doc__ or "").strip()
+        print(f"usage: rlhfkit {prog} [flags]\n\n{doc}\n\nflags:\n{config.help_text(module.Config, presets)}")
+        return 0
+    cfg = config.parse(module.Config, argv, presets)
+    out = module.run(cfg)
+    if out is not None:
+        print(f"{prog}: done -> {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    if argv[0] == "--version":
+        from . import __version__
+
+        print(__version__)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"rlhfkit: unknown command '{command}'\n\n{usage()}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _quiet_libraries()
+    module = _import(command)
+    if module is None or not (hasattr(module, "main") or hasattr(module, "run")):
+        print(f"rlhfkit {command}: not built yet", file=sys.stderr)
+        return 2
+    from .common import StageError
+    from .config import ConfigError
+
+    try:
+        if hasattr(module, "main"):
+            return int(module.main(rest) or 0)
+        return run_stage(module, rest, command)
+    except (ConfigError, StageError, ValueError, FileNotFoundError) as e:
+        if os.environ.get("RLHFKIT_DEBUG"):
+            raise
+        print(f"rlhfkit {command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nrlhfkit {command}: interrupted (the last checkpoint is kept; rerun with --resume)",
+              file=sys.stderr)
+        return 130
+
+
+def _quiet_libraries() -> None:
+    try:
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
+    except Exception:  # transformers absent or too old: nothing to quiet
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

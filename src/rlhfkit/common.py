@@ -1,0 +1,124 @@
+"""What every stage shares: seeding, the Accelerator, metrics logging, progress bars, output folders.
+
+Stages run under Accelerate so the same code is one CPU process by default and DDP/FSDP/DeepSpeed when
+started with `accelerate launch` or `torchrun`; only the main process writes files or shows progress.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+
+class StageError(RuntimeError):
+    """A user-facing failure of a stage (bad input, non-finite loss, ...): printed without a traceback."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def set_threads() -> None:
+    """Use every core for intra-op work (torch picks physical cores; small CPUs benefit from all)."""
+    n = os.cpu_count() or 1
+    if "OMP_NUM_THREADS" not in os.environ and torch.get_num_threads() < n:
+        torch.set_num_threads(n)
+
+
+_ACCELERATOR = None
+
+
+def accelerator(mixed_precision: str = "no"):
+    """The process-wide Accelerator (one CPU process unless launched distributed)."""
+    global _ACCELERATOR
+    if _ACCELERATOR is None:
+        from accelerate import Accelerator
+
+        _ACCELERATOR = Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
+    return _ACCELERATOR
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def prepare_out(out: str | Path, cfg: Any | None = None) -> Path:
+    """Create the output folder, fail early if it is unwritable, and write `config.yaml` beside outputs."""
+    from . import config as config_mod
+
+    path = Path(out)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise StageError(f"{path}: output folder is not writable ({e.strerror})") from None
+    if cfg is not None and is_main_process():
+        config_mod.save(cfg, path / "config.yaml")
+    return path
+
+
+class MetricsLogger:
+    """Appends one JSON object per call to `DIR/metrics.jsonl` (rank 0 only); NaN/inf become null."""
+
+    def __init__(self, out_dir: str | Path, name: str = "metrics.jsonl", stage: str | None = None):
+        self.path = Path(out_dir) / name
+        self.stage = stage
+        self.t0 = time.time()
+
+    def log(self, step: int, **values: Any) -> dict:
+        row = {"step": step, "time": round(time.time() - self.t0, 3)}
+        for k, v in values.items():
+            if isinstance(v, torch.Tensor):
+                v = v.item()
+            if isinstance(v, float) and not math.isfinite(v):
+                v = None
+            row[k] = v
+        if is_main_process():
+            with self.path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+        return row
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Atomic JSON write (temp file + rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def progress(iterable: Iterable | None = None, total: int | None = None, desc: str = "", **kw):
+    """A tqdm bar on the main process only (and not when stderr is not a terminal in CI logs)."""
+    from tqdm.auto import tqdm
+
+    disable = not is_main_process() or os.environ.get("RLHFKIT_NO_PROGRESS") == "1"
+    return tqdm(iterable, total=total, desc=desc, disable=disable, dynamic_ncols=True,
+                mininterval=1.0, file=sys.stderr, **kw)
+
+
+def say(msg: str) -> None:
+    if is_main_process():
+        print(msg, flush=True)
+
+
+def check_finite(loss: torch.Tensor, step: int, what: str = "loss") -> bool:
+    """True if finite; the caller decides to skip (counted) or stop with StageError."""
+    return bool(torch.isfinite(loss).all())

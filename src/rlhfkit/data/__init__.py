@@ -1,0 +1,1 @@
+"""Data: record formats and loaders, tokenizer training, and chat rendering with loss masks."""

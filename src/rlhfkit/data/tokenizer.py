@@ -1,0 +1,73 @@
+"""Tokenizers: train a byte-level BPE for the built-in world, or load any model's own tokenizer.
+
+The trained tokenizer splits digits into single tokens (arithmetic needs digit-level access, WORLD_NOTES
+lesson 3) and is wrapped as a `PreTrainedTokenizerFast` with explicit special tokens and a chat template,
+so every later stage renders conversations the same way for the tiny default and for real models.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+BOS, EOS, PAD = "<|bos|>", "<|end|>", "<|pad|>"
+ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
+SPECIAL_TOKENS = [PAD, BOS, EOS, *ROLE_TOKENS]
+
+# Each turn is `<|role|>content<|end|>`; `<|end|>` is EOS, so generation stops at the end of a turn.
+# Documented default for models that ship without a chat template too (see `ensure_chat_template`).
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}"
+    "{{ '<|' + m['role'] + '|>' + m['content'] + eos_token }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
+)
+
+
+def train_bpe(texts: Iterable[str], vocab_size: int = 1024, out: str | Path | None = None):
+    """Train a byte-level BPE (single-digit tokens) on `texts`; returns a PreTrainedTokenizerFast."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = wrap(tok)
+    if out is not None:
+        fast.save_pretrained(out)
+    return fast
+
+
+def wrap(tok):
+    from transformers import PreTrainedTokenizerFast
+
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD,
+        additional_special_tokens=ROLE_TOKENS, padding_side="left",
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def load_tokenizer(name_or_path: str | Path):
+    """Load a tokenizer (local folder or hub id), with a pad token and a chat template guaranteed."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(name_or_path))
+    return ensure_chat_template(tok)
+
+
+def ensure_chat_template(tok):
+    """Give models without a template the documented default; pad with EOS when no pad token exists."""
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    if not getattr(tok, "chat_template", None):
+        tok.chat_template = CHAT_TEMPLATE
+    tok.padding_side = "left"
+    return tok

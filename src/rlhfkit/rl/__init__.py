@@ -1,0 +1,1 @@
+"""Reinforcement learning pieces shared by the PPO, GRPO/RLOO and best-of-n stages."""
