@@ -109,7 +109,9 @@ def progress(iterable: Iterable | None = None, total: int | None = None, desc: s
     """A tqdm bar on the main process only (and not when stderr is not a terminal in CI logs)."""
     from tqdm.auto import tqdm
 
-    disable = not is_main_process() or os.environ.get("RLHFKIT_NO_PROGRESS") == "1"
+    # Bars only on a terminal (or RLHFKIT_PROGRESS=1): redrawn bars make CI logs unreadable.
+    wanted = sys.stderr.isatty() or os.environ.get("RLHFKIT_PROGRESS") == "1"
+    disable = not is_main_process() or not wanted
     return tqdm(iterable, total=total, desc=desc, disable=disable, dynamic_ncols=True,
                 mininterval=1.0, file=sys.stderr, **kw)
 

@@ -59,10 +59,10 @@ class DataError(ValueError):
 class Records(list):
     """A loader's result: the records, plus how many invalid ones `skip_invalid=True` dropped."""
 
-    def __init__(self, items: Iterable = (), skipped: int = 0, errors: list[str] | None = None):
+    def __init__(self, items: Iterable = ()):
         super().__init__(items)
-        self.skipped = skipped
-        self.errors = errors if errors is not None else []  # first MAX_ERRORS_KEPT messages
+        self.skipped = 0
+        self.errors: list[str] = []  # the first MAX_ERRORS_KEPT messages
 
 
 # ---------------------------------------------------------------- record types
@@ -70,7 +70,7 @@ class Records(list):
 
 @dataclass
 class Conversation:
-    """An SFT example: chat messages ({"role", "content"}, roles in ROLES) and the record's extra keys."""
+    """An SFT example: messages [{"role", "content"}] (roles in ROLES) and the record's extra keys."""
 
     messages: list[dict]
     meta: dict = field(default_factory=dict)
@@ -109,16 +109,22 @@ class Ranking:
     family: str | None = None
     meta: dict = field(default_factory=dict)
 
-    def __post_init__(self):
-        k = len(self.responses)
-        if not MIN_K <= k <= MAX_K:
-            raise DataError(f'"responses" has {k} item(s); expected {MIN_K} to {MAX_K}')
+    def __post_init__(self):  # the loaders rely on these checks too
+        if not isinstance(self.responses, list):
+            raise DataError(f'"responses" is {_kind(self.responses)}; '
+                            f'expected a list of {MIN_K} to {MAX_K} strings')
+        if not MIN_K <= self.k <= MAX_K:
+            raise DataError(f'"responses" has {self.k} item(s); expected {MIN_K} to {MAX_K}')
+        for i, r in enumerate(self.responses):
+            if not isinstance(r, str):
+                raise DataError(f'"responses"[{i}] is {_kind(r)}; expected a string')
         if len(set(self.responses)) == 1:
             raise DataError('all responses are identical; expected at least two different responses')
-        self.ranking = _check_ranking(self.ranking, k)
-        if isinstance(self.weight, bool) or not isinstance(self.weight, (int, float)) \
-                or not math.isfinite(self.weight) or self.weight < 0:
-            raise DataError(f'"weight" is {_show(self.weight)}; expected a finite number >= 0')
+        self.ranking = _check_ranking(self.ranking, self.k)
+        w = self.weight
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+            raise DataError(f'"weight" is {_show(w)}; expected a finite number >= 0')
+        self.weight = float(w)
 
     @property
     def k(self) -> int:
@@ -135,14 +141,11 @@ class Ranking:
     def to_dict(self) -> dict:
         """The JSONL form: single tiers as plain ints, ties as nested lists; defaults left out."""
         core = {"prompt": self.prompt, "responses": list(self.responses),
-                "ranking": [t[0] if len(t) == 1 else list(t) for t in self.ranking]}
-        if self.annotator is not None:
-            core["annotator"] = self.annotator
-        if self.weight != 1.0:
-            core["weight"] = self.weight
-        if self.family is not None:
-            core["family"] = self.family
-        return _merge(core, self.meta)
+                "ranking": [t[0] if len(t) == 1 else list(t) for t in self.ranking],
+                "annotator": self.annotator, "weight": self.weight, "family": self.family}
+        defaults = {"annotator": None, "weight": 1.0, "family": None}
+        return _merge({k: v for k, v in core.items() if k not in defaults or v != defaults[k]},
+                      self.meta)
 
 
 def ranking_from_scores(prompt: str, responses: list[str], scores: list[float],
@@ -205,15 +208,6 @@ def _str(row: dict, key: str, *, required: bool = True, blank_ok: bool = False) 
     if not blank_ok and not v.strip():
         raise DataError(f'"{key}" is empty; expected a non-empty string')
     return v
-
-
-def _weight(row: dict) -> float:
-    if not _present(row, "weight"):
-        return 1.0
-    w = row["weight"]
-    if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
-        raise DataError(f'"weight" is {_show(w)}; expected a finite number >= 0')
-    return float(w)
 
 
 def _check_ranking(ranking: Any, k: int) -> list[list[int]]:
@@ -299,7 +293,8 @@ def _parse_ranking(row: dict, line: int) -> Ranking:
                         'or a pairwise preference')
     prompt = _str(row, "prompt")
     common = dict(annotator=_str(row, "annotator", required=False, blank_ok=True),
-                  weight=_weight(row), family=_str(row, "family", required=False, blank_ok=True))
+                  family=_str(row, "family", required=False, blank_ok=True),
+                  weight=row["weight"] if _present(row, "weight") else 1.0)
     if pair:
         chosen = _str(row, "chosen", blank_ok=True)
         rejected = _str(row, "rejected", blank_ok=True)
@@ -307,18 +302,11 @@ def _parse_ranking(row: dict, line: int) -> Ranking:
             raise DataError('"chosen" equals "rejected"; expected two different responses')
         meta = {k: v for k, v in row.items() if k not in _PAIR_KEYS}
         return Ranking(prompt, [chosen, rejected], [[0], [1]], meta=meta, **common)
-    responses = row.get("responses")
-    if not isinstance(responses, list):
-        raise DataError(f'"responses" is {_kind(responses)}; expected a list of {MIN_K} to {MAX_K} strings')
-    if not MIN_K <= len(responses) <= MAX_K:
-        raise DataError(f'"responses" has {len(responses)} item(s); expected {MIN_K} to {MAX_K}')
-    for i, r in enumerate(responses):
-        if not isinstance(r, str):
-            raise DataError(f'"responses"[{i}] is {_kind(r)}; expected a string')
-    if not _present(row, "ranking"):
-        raise DataError(f'missing "ranking"; expected indices 0..{len(responses) - 1} best->worst')
+    for key in ("responses", "ranking"):
+        if not _present(row, key):
+            raise DataError(f'missing "{key}"; expected a K-way ranking with "responses" and "ranking"')
     meta = {k: v for k, v in row.items() if k not in _RANKING_KEYS}
-    return Ranking(prompt, list(responses), row["ranking"], meta=meta, **common)
+    return Ranking(prompt, row["responses"], row["ranking"], meta=meta, **common)
 
 
 def _parse_pair(row: dict, line: int) -> Ranking:
@@ -340,6 +328,10 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
     return out
 
 
+def _no_nan(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")  # Python's json accepts NaN/Infinity; the format does not
+
+
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
     """Yield (line number, parsed object or DataError) for each non-blank line."""
     with open(path, "rb") as f:
@@ -349,17 +341,19 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                yield n, DataError(f"invalid UTF-8 at byte {e.start + 1} of the line; expected UTF-8 text")
+                yield n, DataError(f"invalid UTF-8 at byte {e.start + 1} of the line; "
+                                   "expected UTF-8 text")
                 continue
             if not text.strip():
                 continue
             try:
-                yield n, json.loads(text, object_pairs_hook=_no_duplicate_keys)
+                yield n, json.loads(text, object_pairs_hook=_no_duplicate_keys,
+                                    parse_constant=_no_nan)
             except json.JSONDecodeError as e:
                 cut = " (the file ends mid-record: truncated?)" if not raw.endswith(b"\n") else ""
                 yield n, DataError(f"invalid JSON at column {e.colno}: {e.msg}{cut}; "
                                    "expected one complete JSON object per line")
-            except (ValueError, RecursionError) as e:  # duplicate key, huge int, deep nesting
+            except (ValueError, RecursionError) as e:  # duplicate key, NaN, huge int, deep nesting
                 msg = "nested too deeply" if isinstance(e, RecursionError) else str(e)
                 yield n, DataError(f"invalid JSON: {msg}; expected one JSON object per line")
 

@@ -1,0 +1,1 @@
+"""One module per stage of the recipe; each exposes `Config`, `PRESETS` and `run(cfg) -> Path`."""

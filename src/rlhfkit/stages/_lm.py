@@ -1,0 +1,55 @@
+"""Language-model loss steps shared by pretraining and SFT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .. import checkpoint
+from ..losses import lm_loss
+from ..rl.engine import positions
+
+
+def lm_step(model, ids: torch.Tensor, mask: torch.Tensor | None, attention_mask: torch.Tensor | None = None):
+    """(loss, metrics) for a batch of ids [B, T]; `mask` [B, T] marks target tokens (None = all)."""
+    if attention_mask is None:
+        attention_mask = torch.ones_like(ids)
+    target = attention_mask if mask is None else mask
+    logits = model(input_ids=ids, attention_mask=attention_mask, position_ids=positions(attention_mask)).logits
+    loss = lm_loss(logits, ids, target)
+    return loss, {"tokens": float(target[:, 1:].sum())}
+
+
+@torch.no_grad()
+def evaluate_lm(model, batches) -> float:
+    """Mean held-out loss per target token over `batches` (tensors, or (ids, mask, attn) tuples)."""
+    was = model.training
+    model.eval()
+    total, count = 0.0, 0.0
+    for b in batches:
+        for chunk in _chunks(b, 32):
+            ids, mask, attn = chunk if isinstance(chunk, tuple) else (chunk, None, None)
+            loss, m = lm_step(model, ids, mask, attn)
+            total += loss.item() * m["tokens"]
+            count += m["tokens"]
+    model.train(was)
+    return total / max(count, 1.0)
+
+
+def _chunks(batch, size: int):
+    if isinstance(batch, tuple):
+        n = batch[0].shape[0]
+        for i in range(0, n, size):
+            yield tuple(t[i:i + size] for t in batch)
+    else:
+        for i in range(0, batch.shape[0], size):
+            yield batch[i:i + size]
+
+
+def save_final(model, tokenizer, out: Path) -> Path:
+    """The stage's deliverable: OUT/model, an HF folder that from_pretrained loads."""
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    return checkpoint.save_model(model, tokenizer, out / "model")

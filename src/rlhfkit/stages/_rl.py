@@ -1,0 +1,128 @@
+"""What the RL stages (PPO, GRPO, RLOO) share: rollout/monitor config groups, prompt loading, the
+policy + frozen reference, per-step monitoring, keeping the best-by-gold policy, and the final save."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..common import MetricsLogger, StageError, say
+from ..config import opt
+from ..rl.engine import SamplingParams
+from ..rl.monitors import OveroptimizationMonitor
+from ..rl.rollout import Rollout
+
+
+@dataclass
+class RolloutConfig:
+    """Sampling of experience."""
+
+    prompts: str = opt("world", "RL prompt JSONL / dataset folder; 'world' = the built-in world's rl_prompts")
+    world_size: str = opt("tiny", "built-in world size when prompts is 'world'", choices=("ci", "tiny", "small"))
+    batch_prompts: int = opt(64, "prompts per rollout batch")
+    max_new_tokens: int = opt(48, "response length limit (tokens)")
+    temperature: float = opt(1.0, "sampling temperature; log-probs are computed at the same temperature")
+    eos_penalty: float = opt(1.0, "subtracted from the score of responses that never end (the 'EOS trick')")
+
+
+@dataclass
+class MonitorConfig:
+    """Reward-hacking monitors and what to do when they fire."""
+
+    window: int = opt(10, "RL steps in the sliding window of the proxy-vs-gold trend")
+    kl_budget: float = opt(8.0, "alarm when mean KL to the reference exceeds this (nats/sequence)")
+    length_drift: float = opt(1.0, "alarm when mean length moves more than this fraction from its start")
+    on_alarm: str = opt("warn", "warn (log only), stop (end training), or keep_best (continue; save the best-by-gold "
+                        "policy)", choices=("warn", "stop", "keep_best"))
+    keep_best: bool = opt(True, "save the policy with the best gold reward (when gold is available)")
+
+
+def load_prompts(rcfg: RolloutConfig, seed: int, out: Path) -> list[str]:
+    from ..data.formats import load_prompts as load
+
+    path = rcfg.prompts
+    if path == "world":
+        from ..world import export
+
+        path = export(out / "world", seed=seed, size=rcfg.world_size)["rl"]
+    prompts = [r.prompt for r in load(path)]
+    if not prompts:
+        raise StageError(f"{path}: no prompts")
+    return prompts
+
+
+def load_policy_and_ref(model_dir: str):
+    from ..data.tokenizer import load_tokenizer
+    from ..model.causal_lm import load_causal_lm
+
+    tokenizer = load_tokenizer(model_dir)
+    policy = load_causal_lm(model_dir)
+    ref = load_causal_lm(model_dir)
+    ref.eval().requires_grad_(False)
+    return tokenizer, policy, ref
+
+
+def sampling_params(rcfg: RolloutConfig) -> SamplingParams:
+    return SamplingParams(max_new_tokens=rcfg.max_new_tokens, temperature=rcfg.temperature)
+
+
+class RLTracker:
+    """Per-step metrics, the overoptimisation monitor, and the best-by-gold policy."""
+
+    def __init__(self, out: Path, mcfg: MonitorConfig, stage: str):
+        self.logger = MetricsLogger(out, stage=stage)
+        self.mcfg = mcfg
+        self.monitor = OveroptimizationMonitor(mcfg.window, mcfg.kl_budget, mcfg.length_drift)
+        self.best_gold, self.best_step, self.best_state = None, None, None
+        self.history: list[dict] = []
+
+    def step(self, step: int, ro: Rollout, kl_seq: float, metrics: dict, policy) -> bool:
+        """Log one RL step; returns True when training should stop."""
+        gold = float(ro.gold.mean()) if ro.gold is not None else None
+        row = {"proxy_reward": float(ro.score.mean()), "gold_reward": gold, "kl": kl_seq,
+               "response_length": float(ro.lengths.mean()), "finish_rate": float(ro.finished.float().mean()),
+               "ensemble_std": float(ro.score_std.mean()), **metrics}
+        alarm = self.monitor.update(step, row["proxy_reward"], gold, kl_seq, row["response_length"])
+        row["alarm"] = alarm
+        self.history.append(self.logger.log(step, **row))
+        if gold is not None and self.mcfg.keep_best and (self.best_gold is None or gold > self.best_gold):
+            self.best_gold, self.best_step = gold, step
+            self.best_state = copy.deepcopy(policy.state_dict())
+        if alarm:
+            say(f"step {step}: ALARM {alarm}")
+        return bool(alarm) and self.mcfg.on_alarm == "stop"
+
+    def summary(self, last: int = 5) -> dict:
+        tail = self.history[-last:] or [{}]
+
+        def mean(key):
+            vals = [r[key] for r in tail if r.get(key) is not None]
+            return sum(vals) / len(vals) if vals else None
+
+        first = self.history[0] if self.history else {}
+        return {"steps": len(self.history), "alarms": self.monitor.alarms,
+                "start": {k: first.get(k) for k in ("proxy_reward", "gold_reward", "kl", "response_length")},
+                "end": {k: mean(k) for k in ("proxy_reward", "gold_reward", "kl", "response_length", "entropy")},
+                "best_gold": self.best_gold, "best_step": self.best_step}
+
+    def finalize(self, policy) -> None:
+        """Load the best-by-gold weights when asked (keep_best on alarm, or always with on_alarm=keep_best)."""
+        use_best = self.mcfg.keep_best and self.best_state is not None and (
+            self.mcfg.on_alarm == "keep_best" or self.monitor.alarms)
+        if use_best:
+            say(f"keeping the best-by-gold policy from step {self.best_step} (gold {self.best_gold:.3f})")
+            policy.load_state_dict(self.best_state)
+
+
+def seq_kl(ro: Rollout) -> float:
+    """Mean over sequences of sum_t (log π − log π_ref): the k1 estimate of KL(π‖π_ref) in nats."""
+    return float(((ro.logp - ro.ref_logp) * ro.response_mask).sum(-1).mean())
+
+
+def batch_iter(n: int, size: int, gen: torch.Generator):
+    perm = torch.randperm(n, generator=gen)
+    for i in range(0, n, size):
+        yield perm[i:i + size]

@@ -1,0 +1,154 @@
+"""The training loop pieces every stage shares: optimizer + warmup/cosine schedule, a resumable
+shuffled batch stream, and one `Trainer` step that handles accumulation, clipping, non-finite
+losses, metrics and checkpoints. Stages compose these instead of each owning a `fit` loop.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from . import checkpoint
+from .common import MetricsLogger, StageError, say
+from .config import opt
+
+
+@dataclass
+class OptimConfig:
+    """Optimisation: AdamW with linear warmup then cosine decay to `min_lr_ratio` x lr."""
+
+    lr: float = opt(1e-3, "peak learning rate")
+    min_lr_ratio: float = opt(0.1, "final learning rate as a fraction of the peak")
+    warmup_steps: int = opt(50, "linear warmup steps")
+    weight_decay: float = opt(0.1, "AdamW weight decay (not applied to norms and biases)")
+    beta2: float = opt(0.95, "AdamW beta2")
+    max_steps: int = opt(1000, "optimizer steps to train for (upper bound when early stopping)")
+    batch_size: int = opt(32, "sequences per micro-batch")
+    grad_accum: int = opt(1, "micro-batches accumulated per optimizer step")
+    clip: float = opt(1.0, "gradient-norm clipping threshold (0 = off)")
+    eval_every: int = opt(100, "evaluate held-out loss every N optimizer steps")
+    save_every: int = opt(200, "write a resumable checkpoint every N optimizer steps")
+    on_nonfinite: str = opt("stop", "what to do on a NaN/inf loss or gradient", choices=("stop", "skip"))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: OptimConfig):
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (decay if p.dim() >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    opt_ = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, cfg.beta2), eps=1e-8)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt_, lambda s: lr_factor(s, cfg))
+    return opt_, sched
+
+
+def lr_factor(step: int, cfg: OptimConfig) -> float:
+    if step < cfg.warmup_steps:
+        return (step + 1) / max(1, cfg.warmup_steps)
+    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine
+
+
+class BatchStream:
+    """Shuffled micro-batches over `items`, epoch after epoch, with a resumable position.
+
+    The order of epoch e is a permutation seeded by (seed, e), so restoring {epoch, index} after a
+    kill continues with exactly the batches an uninterrupted run would have seen next.
+    """
+
+    def __init__(self, items: Sequence[Any], batch_size: int, seed: int, shuffle: bool = True):
+        if not items:
+            raise StageError("no training examples")
+        self.items, self.batch_size, self.seed, self.shuffle = items, batch_size, seed, shuffle
+        self.epoch, self.index = 0, 0
+        self._order = self._make_order()
+
+    def _make_order(self) -> list[int]:
+        order = list(range(len(self.items)))
+        if self.shuffle:
+            random.Random(self.seed * 1_000_003 + self.epoch).shuffle(order)
+        return order
+
+    def next(self) -> list[Any]:
+        if self.index >= len(self._order):
+            self.epoch, self.index = self.epoch + 1, 0
+            self._order = self._make_order()
+        idx = self._order[self.index:self.index + self.batch_size]
+        self.index += len(idx)
+        return [self.items[i] for i in idx]
+
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def load(self, state: dict) -> None:
+        self.epoch, self.index = state["epoch"], state["index"]
+        self._order = self._make_order()
+
+
+class Trainer:
+    """One optimizer step at a time: `step(loss_fn, batches)` runs grad_accum micro-batches.
+
+    `loss_fn(batch) -> (loss, metrics)`; losses are scaled by 1/grad_accum so k x 1 accumulation
+    equals 1 x k on equal-sized micro-batches.
+    """
+
+    def __init__(self, model, cfg: OptimConfig, out: Path, tokenizer=None, stage: str = "",
+                 save_fn: Callable[[Path], None] | None = None):
+        self.model, self.cfg, self.out, self.tokenizer = model, cfg, Path(out), tokenizer
+        self.optimizer, self.scheduler = make_optimizer(model, cfg)
+        self.logger = MetricsLogger(out, stage=stage)
+        self.step_count, self.skipped = 0, 0
+
+    def resume(self, stream: BatchStream | None = None) -> bool:
+        path = checkpoint.recover(self.out / "ckpt")
+        if path is None:
+            return False
+        state = checkpoint.load_state(path, self.model, self.optimizer, self.scheduler)
+        self.step_count = state["step"]
+        self.skipped = state["extra"].get("skipped", 0)
+        if stream is not None and state["data"]:
+            stream.load(state["data"])
+        say(f"resumed from {path} at step {self.step_count}")
+        return True
+
+    def step(self, loss_fn: Callable, batches: list) -> dict:
+        self.model.train()
+        totals: dict[str, float] = {}
+        for batch in batches:
+            loss, metrics = loss_fn(batch)
+            if not torch.isfinite(loss):
+                return self._nonfinite("loss")
+            (loss / len(batches)).backward()
+            for k, v in {"loss": loss.item(), **metrics}.items():
+                totals[k] = totals.get(k, 0.0) + float(v) / len(batches)
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.clip if self.cfg.clip > 0 else float("inf"))
+        if not torch.isfinite(norm):
+            return self._nonfinite("gradient")
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step_count += 1
+        totals.update(grad_norm=float(norm), lr=self.scheduler.get_last_lr()[0])
+        return totals
+
+    def _nonfinite(self, what: str) -> dict:
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.cfg.on_nonfinite == "skip":
+            self.skipped += 1
+            self.step_count += 1
+            return {"skipped": 1}
+        raise StageError(f"non-finite {what} at step {self.step_count + 1}; the last good checkpoint is "
+                         f"kept in {self.out / 'ckpt'} (set --optim.on_nonfinite=skip to skip such batches)")
+
+    def save_state(self, stream: BatchStream | None = None) -> None:
+        checkpoint.save_state(self.out / "ckpt", self.model, self.tokenizer, self.optimizer,
+                              self.scheduler, self.step_count, stream.state() if stream else None,
+                              extra={"skipped": self.skipped})
