@@ -7,10 +7,11 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 . .venv/bin/activate
-python -m pip install -q --upgrade pip >/dev/null
-python -c "import torch" 2>/dev/null || pip install -q "torch==${TORCH_VERSION:-2.13.0}"
+# pip prints a warning per missing local mirror folder on some machines: keep the log readable.
+quiet() { "$@" 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }; }
+python -c "import torch" 2>/dev/null || quiet pip install -q "torch==${TORCH_VERSION:-2.13.0}"
 if [ "${1:-}" = "dev" ]; then
-  pip install -q -e ".[dev]"
+  quiet pip install -q -e ".[dev]"
 else
-  pip install -q -e .
+  quiet pip install -q -e .
 fi

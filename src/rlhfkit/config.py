@@ -120,12 +120,24 @@ def apply(cfg: Any, overrides: dict[str, Any], where: str = "") -> Any:
                 raise ConfigError(f"{full}: is a group; expected a mapping or --{full}.FIELD=VALUE")
             apply(current, sub, where=f"{where}{key}.")
             continue
+        if rest and isinstance(current, dict):  # free-form mapping (e.g. per-stage overrides)
+            _set_path(current, rest, value)
+            continue
         if rest:
             raise ConfigError(f"unknown key '{full}': '{key}' is not a group")
         new = _coerce(value, hints[name], full)
         _check_choice(by_name[name], new, full)
         setattr(cfg, name, new)
     return cfg
+
+
+def _set_path(mapping: dict, dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    for part in parents:
+        mapping = mapping.setdefault(part, {})
+        if not isinstance(mapping, dict):
+            raise ConfigError(f"{dotted}: '{part}' already holds a value, not a mapping")
+    mapping[last] = value
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
