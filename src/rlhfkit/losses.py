@@ -301,6 +301,7 @@ def grpo_loss(
     ref_logp: Tensor | None = None,
     kl_coef: float = 0.0,
     level: str = "seq",
+    kl_importance_weight: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Group-relative policy loss for GRPO and RLOO (Shao et al. 2024 eq. 3; Ahmadian et al. 2024).
 
@@ -308,8 +309,10 @@ def grpo_loss(
     reference (GRPO puts the KL in the loss, not in the reward). `clip_high` (DAPO's clip-higher) defaults
     to `clip`. level="seq" averages per response then over responses (GRPO); "token" over all tokens (DAPO,
     Dr. GRPO). With old_logp = logp.detach() (one update per batch) the ratio is 1 and this is REINFORCE
-    with the given baseline-subtracted advantages, i.e. RLOO. Returns (loss, clipfrac, kl) — kl is the
-    detached mean k3 (0 when no reference is given).
+    with the given baseline-subtracted advantages, i.e. RLOO. `kl_importance_weight` multiplies k3 by
+    ρ = π/π_old: the tokens were sampled from π_old, so this makes the term an estimate of KL(π‖π_ref) and
+    adds the score-function part of its gradient (TRL's `use_bias_correction_kl`; off in the GRPO paper).
+    Returns (loss, clipfrac, kl) — kl is the detached mean k3 (0 when no reference is given).
     """
     if adv.dim() == 1:
         adv = adv.unsqueeze(-1).expand_as(logp)
@@ -317,7 +320,9 @@ def grpo_loss(
     kl = torch.zeros((), device=logp.device)
     if ref_logp is not None:
         kl_tok = kl_k3(logp, ref_logp)
-        per_token = per_token + kl_coef * kl_tok
         kl = masked_mean(kl_tok.detach(), mask)
+        if kl_importance_weight:
+            kl_tok = kl_tok * torch.exp(logp - old_logp)
+        per_token = per_token + kl_coef * kl_tok
     clipfrac = masked_mean(was_clipped.float(), mask).detach()
     return aggregate(per_token, mask, level), clipfrac, kl

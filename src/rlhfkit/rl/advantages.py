@@ -89,7 +89,8 @@ def group_advantages(
     rewards `[B*G]`, grouped consecutively (G = group_size responses per prompt).
     - "grpo" (Shao et al. 2024 §4.1.2): A_i = (r_i - mean_g) / (std_g + eps), std with Bessel's correction
       and eps=1e-4 as in TRL. A group of identical rewards gives A = 0.
-    - "rloo" (Kool et al. 2019; Ahmadian et al. 2024 "Back to Basics"): A_i = r_i - mean_{j≠i} r_j, unbiased for REINFORCE.
+    - "rloo" (Kool et al. 2019; Ahmadian et al. 2024): A_i = r_i - mean_{j≠i} r_j, the leave-one-out
+      baseline, which keeps REINFORCE unbiased.
     `scale_std` None means each paper's form (True for grpo, False for rloo); scale_std=False with grpo is
     Dr. GRPO (Liu et al. 2025), which removes the std's difficulty bias.
     """

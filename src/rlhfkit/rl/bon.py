@@ -14,10 +14,10 @@ import torch
 
 
 def bon_kl_analytic(n: int) -> float:
-    """log n - (n-1)/n (Stiennon et al. 2020 App. G.3; Gao et al. 2022 §2).
+    """log n - (n-1)/n (Stiennon et al. 2020; Gao et al. 2022 §2).
 
     Exact only when every response is distinct with negligible probability; in general it is an upper
-    bound on KL(π_bon ‖ π) (Beirami et al. 2024, Theorem 1).
+    bound on KL(π_bon ‖ π) (Beirami et al. 2024).
     """
     if n < 1:
         raise ValueError("n must be >= 1")
@@ -30,7 +30,7 @@ def bon_kl_exact(probs: Sequence[float] | torch.Tensor, rewards: Sequence[float]
     With F(r) = P_π(R <= r) and F(r⁻) = P_π(R < r), the best of n draws has reward level v with probability
     F(v)^n - F(v⁻)^n. Responses tied at level v share that mass in proportion to π (ties broken at random):
         P_bon(y) = π(y) / π(R = r_y) · (F(r_y)^n - F(r_y⁻)^n)
-    which is F(r_y)^n - F(r_y⁻)^n when r_y is unique (Beirami et al. 2024, Lemma 1). Computed in float64.
+    which is F(r_y)^n - F(r_y⁻)^n when r_y is unique (Beirami et al. 2024). Computed in float64.
     """
     p = torch.as_tensor(probs, dtype=torch.float64).flatten()
     r = torch.as_tensor(rewards, dtype=torch.float64).flatten()
