@@ -27,7 +27,8 @@ def generate_text(model, tokenizer, prompts: list[str], k: int = 1, params: Samp
     """K samples per prompt -> [len(prompts)][k]. `raw=True` feeds prompts as plain text (base models,
     few-shot), without the chat template."""
     params = params or SamplingParams()
-    gen = torch.Generator().manual_seed(seed)
+    # The generator must live where sampling happens (torch.multinomial on CUDA refuses a CPU one).
+    gen = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     flat = [p for p in prompts for _ in range(k)]
     out: list[TextSample] = []
     for i in range(0, len(flat), batch_size):

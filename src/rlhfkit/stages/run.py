@@ -160,7 +160,7 @@ def _deliverable(out: Path) -> Path:
 
 
 def evaluate_run(cfg: Config, run_dir: Path, world, pre: Path, sft: Path, pol: Path, force: bool) -> dict:
-    from ..evaluate.run_eval import evaluate_recipe
+    from ._eval import evaluate_recipe
 
     return evaluate_recipe(run_dir, world, base=pre, sft=sft, policy=pol, n_samples=cfg.eval_samples,
                            seed=cfg.seed)
