@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "world": ("rlhfkit.world.cli", "export the built-in task world's data; judge a response"),
     "pretrain": ("rlhfkit.stages.pretrain", "stage 1: train a tokenizer and a causal LM on text"),
     "sft": ("rlhfkit.stages.sft", "stage 2: supervised fine-tuning on demonstrations"),
+    "rankings": ("rlhfkit.stages.rankings", "candidates from SFT ranked by simulated (or human) annotators"),
     "reward": ("rlhfkit.stages.reward", "stage 3: reward model on K-way rankings (+ ensembles)"),
     "ppo": ("rlhfkit.stages.ppo", "stage 4: PPO with a KL penalty to the SFT model"),
     "grpo": ("rlhfkit.stages.grpo", "stage 4 alt: GRPO (group-normalised advantages)"),
