@@ -121,6 +121,6 @@ def update(policy, optimizer, ro, adv, cfg: Config, gen) -> dict:
             with torch.no_grad():
                 ent = masked_mean(entropy_from_logits(logits), mask)
             for k, v in dict(policy_loss=loss, clipfrac=clipfrac, kl_k3=kl, entropy=ent).items():
-                sums[k] = sums.get(k, 0.0) + float(v)
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
             n += 1
     return {k: v / max(n, 1) for k, v in sums.items()}

@@ -184,7 +184,7 @@ def update(policy, value, pol_opt, val_opt, ro: Rollout, adv, returns, old_value
                 ent = masked_mean(entropy_from_logits(logits), mask)
             for k, val in dict(policy_loss=pg_loss, value_loss=v_loss, clipfrac=clipfrac, approx_kl=approx_kl,
                                value_clipfrac=v_clipfrac, entropy=ent).items():
-                sums[k] = sums.get(k, 0.0) + float(val)
+                sums[k] = sums.get(k, 0.0) + float(val.detach())
             n += 1
     out = {k: v / max(n, 1) for k, v in sums.items()}
     out["explained_variance"] = explained_variance(old_values, returns, ro.response_mask)

@@ -178,13 +178,14 @@ def print_summary(run_dir: Path, timings: dict) -> None:
     ev = run_dir / "eval.json"
     if ev.exists():
         data = json.loads(ev.read_text())
-        say("\nmodel          gold   win-vs-SFT  refuse-harmful  over-refuse  KL     length")
+        say("\nmodel          gold   win-rate*   refuse-harmful  over-refuse  KL     length")
         for name in ("base", "base_few_shot", "sft", "policy"):
             m = data.get(name)
             if m:
                 say(f"{name:<14} {_f(m.get('gold_mean'))}  {_f(m.get('win_rate'))}       "
                     f"{_f(m.get('refusal_rate_harmful'))}           {_f(m.get('over_refusal_benign'))}        "
                     f"{_f(m.get('kl'))}  {_f(m.get('mean_length'))}")
+        say("* SFT vs base, policy vs SFT (gold judge, ties count half); KL of the policy to SFT in nats")
     shares = ", ".join(f"{k} {v}s" for k, v in timings.items() if k != "total")
     say(f"\nrun finished in {timings.get('total')}s ({shares})")
     say(f"report: {run_dir / 'report.html'}")
