@@ -1,0 +1,251 @@
+"""The ranking web app: annotators rank K responses per prompt, admins manage annotators, watch
+quality and export (`rlhfkit label serve --db labels.db --port 8000`; API docs at /docs).
+
+Auth is `Authorization: Bearer TOKEN` on every /api route except login. All prompt and response
+text is untrusted: the JSON API returns it as data, the pages render it with `textContent`, the one
+server-rendered page (quality.html) escapes it, and a Content-Security-Policy forbids inline script.
+This module must not import torch: the labeling server runs on machines without it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from rlhfkit.feedback.export import export_records
+from rlhfkit.feedback.quality import assess
+from rlhfkit.feedback.store import Annotator, Store, StoreError
+
+STATIC = Path(__file__).parent / "static"
+# /docs and /redoc load Swagger/ReDoc assets from a CDN with inline script, so they get no CSP.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoginIn(Strict):
+    token: str = Field(description="the token printed when the annotator was created")
+
+
+class LoginOut(BaseModel):
+    name: str
+    is_admin: bool
+
+
+class Item(BaseModel):
+    assignment_id: int
+    prompt: str
+    family: str
+    responses: list[str] = Field(description="in display order; rank by these positions 0..K-1")
+
+
+class NextOut(BaseModel):
+    item: Optional[Item] = Field(description="null when nothing is left for this annotator")
+    progress: dict[str, int]
+
+
+class RankingIn(Strict):
+    assignment_id: StrictInt
+    ranking: list[Union[StrictInt, list[StrictInt]]] = Field(
+        description="display positions best->worst, each of 0..K-1 once; a nested list is a tie",
+        examples=[[2, 0, 3, 1]])
+    time_ms: Optional[StrictInt] = Field(None, description="time the annotator spent, in milliseconds")
+    flags: Optional[dict[str, list[str]]] = Field(
+        None, description='per display position, e.g. {"2": ["harmful"]}; kinds: harmful, nonsense')
+
+
+class RankingOut(BaseModel):
+    ranking_id: int
+    progress: dict[str, int]
+
+
+class NewAnnotatorIn(Strict):
+    name: str
+    is_admin: bool = False
+
+
+class NewAnnotatorOut(BaseModel):
+    id: int
+    name: str
+    token: str = Field(description="shown once; only its hash is stored")
+
+
+class GoldIn(Strict):
+    prompt_id: StrictInt
+    best: Optional[StrictInt] = Field(description="candidate index (file order) of the best response; null clears")
+
+
+def create_app(db: Store | str | Path, redundancy: int = 3, lease_s: float = 1800.0) -> FastAPI:
+    """The FastAPI app over the store at `db`; each item goes to `redundancy` annotators."""
+    store = db if isinstance(db, Store) else Store.open(db)
+    app = FastAPI(title="rlhfkit labeling", version="1",
+                  description="Rank K responses per prompt; admins manage annotators, quality and export.")
+    bearer = HTTPBearer(auto_error=False)
+
+    def user(creds: Optional[HTTPAuthorizationCredentials] = Depends(bearer)) -> Annotator:
+        if creds is None:
+            raise HTTPException(401, "missing 'Authorization: Bearer TOKEN' header",
+                                headers={"WWW-Authenticate": "Bearer"})
+        who = store.authenticate(creds.credentials)
+        if who is None:
+            raise HTTPException(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
+        return who
+
+    def admin(who: Annotator = Depends(user)) -> Annotator:
+        if not who.is_admin:
+            raise HTTPException(403, "this route needs an admin token")
+        return who
+
+    @app.exception_handler(StoreError)
+    def _store_error(request: Request, exc: StoreError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next):
+        response = await call_next(request)
+        if request.url.path not in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+            response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        if request.url.path.startswith("/api/"):
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/admin", include_in_schema=False)
+    def admin_page() -> FileResponse:
+        return FileResponse(STATIC / "admin.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    app.include_router(annotator_routes(store, user, redundancy, lease_s))
+    app.include_router(admin_routes(store, admin, redundancy))
+    return app
+
+
+def annotator_routes(store: Store, user: Callable, redundancy: int, lease_s: float) -> APIRouter:
+    """Sign-in, next item, submit and progress: what an annotator's page calls."""
+    r = APIRouter(tags=["annotator"])
+
+    @r.post("/api/login", response_model=LoginOut)
+    def login(body: LoginIn) -> LoginOut:
+        """Check a token; the client then sends it as a Bearer token."""
+        who = store.authenticate(body.token)
+        if who is None:
+            raise HTTPException(401, "unknown token")
+        return LoginOut(name=who.name, is_admin=who.is_admin)
+
+    @r.get("/api/next", response_model=NextOut)
+    def next_item(who: Annotator = Depends(user)) -> NextOut:
+        """The caller's unfinished item, else a new one (responses shuffled per assignment)."""
+        a = store.next_assignment(who.id, redundancy, lease_s=lease_s)
+        item = a and Item(assignment_id=a.id, prompt=a.prompt, family=a.family, responses=a.responses)
+        return NextOut(item=item, progress=store.progress(redundancy, who.id))
+
+    @r.post("/api/rankings", response_model=RankingOut)
+    def submit(body: RankingIn, who: Annotator = Depends(user)) -> RankingOut:
+        """Submit a ranking of the caller's assignment; rejected (4xx, nothing stored) unless valid."""
+        rid = store.submit_ranking(who.id, body.assignment_id, body.ranking, body.time_ms, body.flags)
+        return RankingOut(ranking_id=rid, progress=store.progress(redundancy, who.id))
+
+    @r.get("/api/progress")
+    def progress(who: Annotator = Depends(user)) -> dict[str, int]:
+        return store.progress(redundancy, who.id)
+
+    return r
+
+
+def admin_routes(store: Store, admin: Callable, redundancy: int) -> APIRouter:
+    """Annotators, progress, items and gold, quality and export: admin tokens only."""
+    r = APIRouter(tags=["admin"])
+
+    @r.post("/api/admin/annotators", response_model=NewAnnotatorOut, status_code=201)
+    def new_annotator(body: NewAnnotatorIn, _: Annotator = Depends(admin)) -> NewAnnotatorOut:
+        aid, token = store.create_annotator(body.name, body.is_admin)
+        return NewAnnotatorOut(id=aid, name=body.name.strip(), token=token)
+
+    @r.get("/api/admin/annotators")
+    def list_annotators(_: Annotator = Depends(admin)) -> list[dict[str, Any]]:
+        return store.annotators()
+
+    @r.get("/api/admin/progress")
+    def admin_progress(_: Annotator = Depends(admin)) -> dict[str, Any]:
+        return {**store.progress(redundancy), "annotators": store.annotators()}
+
+    @r.get("/api/admin/items")
+    def items(offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500),
+              _: Annotator = Depends(admin)) -> list[dict[str, Any]]:
+        return store.items(offset, limit)
+
+    @r.post("/api/admin/gold")
+    def gold(body: GoldIn, _: Annotator = Depends(admin)) -> dict[str, Any]:
+        """Mark (or clear) the known-best candidate of a prompt, used to score annotators."""
+        store.set_gold(body.prompt_id, body.best)
+        return {"prompt_id": body.prompt_id, "gold_best": body.best}
+
+    @r.get("/api/admin/quality")
+    def quality(_: Annotator = Depends(admin)) -> dict[str, Any]:
+        """Agreement, reliability and flags per annotator (see `rlhfkit label quality`)."""
+        records = export_records(store, weights=False)
+        if not records:
+            return {"n_records": 0, "annotators": {}, "flagged": []}
+        report = assess(records)
+        report.pop("weights")
+        return report
+
+    @r.get("/api/admin/quality.html", response_class=HTMLResponse)
+    def quality_html(_: Annotator = Depends(admin)) -> HTMLResponse:
+        """The quality table as a standalone page (every value escaped)."""
+        return HTMLResponse(render_quality_html(quality(_)))
+
+    @r.get("/api/admin/export")
+    def export(weights: bool = True, _: Annotator = Depends(admin)) -> Response:
+        """All rankings as K-way ranking JSONL (candidate indices), weighted by reliability."""
+        body = "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in export_records(store, weights))
+        return Response(body, media_type="application/x-ndjson",
+                        headers={"Content-Disposition": 'attachment; filename="rankings.jsonl"'})
+
+    return r
+
+
+def render_quality_html(report: dict[str, Any]) -> str:
+    """Server-side rendering of the quality table; annotator names are untrusted, so escape all."""
+    esc = html.escape
+    rows = []
+    for name, s in sorted(report.get("annotators", {}).items()):
+        cells = [name, s["n_rankings"], s["reliability"], s["loo_agreement"], s["gold_accuracy"],
+                 s["position_bias"], s["length_bias"], ", ".join(s["flags"])]
+        rows.append("<tr>" + "".join(f"<td>{esc(_fmt(c))}</td>" for c in cells) + "</tr>")
+    alpha = report.get("alpha", {})
+    head = "".join(f"<th>{h}</th>" for h in ("annotator", "rankings", "reliability", "LOO agreement",
+                                              "gold accuracy", "position bias", "length bias", "flags"))
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>rlhfkit quality</title></head><body>"
+            f"<h1>Annotator quality</h1><p>{esc(_fmt(report.get('n_records', 0)))} rankings; "
+            f"Krippendorff's alpha ({esc(_fmt(alpha.get('metric')))}) = {esc(_fmt(alpha.get('value')))}</p>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></body></html>")
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
+def serve(db: str | Path, host: str = "127.0.0.1", port: int = 8000, redundancy: int = 3) -> None:
+    import uvicorn
+
+    uvicorn.run(create_app(db, redundancy), host=host, port=port, log_level="info")

@@ -1,0 +1,43 @@
+"""Test helpers: items for a store, and the web app served by a real uvicorn on a free loopback port."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from contextlib import contextmanager
+
+import uvicorn
+
+from rlhfkit.feedback.store import Store
+
+
+def add_items(store: Store, n: int, k: int = 4, family: str = "math") -> list[int]:
+    with store.transaction() as c:
+        return [store.add_item(c, f"prompt {i}", [f"p{i} response {j}" for j in range(k)], family,
+                               [f"model-{j}" for j in range(k)]) for i in range(n)]
+
+
+@contextmanager
+def running_server(app):
+    """Serve `app` with uvicorn in a thread on a socket bound to 127.0.0.1:0; yields the base URL."""
+    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say they are TCP,
+    # and without it every keep-alive response waits ~40 ms for a delayed ACK (Nagle).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", limit_concurrency=None,
+                                           timeout_keep_alive=5, backlog=256))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.time() + 10
+    while not server.started:
+        assert time.time() < deadline, "uvicorn did not start within 10 s"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
