@@ -113,7 +113,13 @@ def load_state(ckpt: str | Path, model, optimizer, scheduler) -> dict:
     path = recover(ckpt)
     if path is None:
         raise FileNotFoundError(f"{ckpt}: no complete checkpoint to resume from")
-    weights = load_file(str(path / "model" / "model.safetensors"))
+    # save_pretrained shards big models (model-00001-of-0000N.safetensors): read every shard.
+    shards = sorted((path / "model").glob("model*.safetensors"))
+    if not shards:
+        raise FileNotFoundError(f"{path / 'model'}: no model*.safetensors weights in the checkpoint")
+    weights = {}
+    for shard in shards:
+        weights.update(load_file(str(shard)))
     missing, unexpected = model.load_state_dict(weights, strict=False)
     # Tied embeddings are saved once; anything else missing is a real mismatch.
     missing = [k for k in missing if "lm_head" not in k]

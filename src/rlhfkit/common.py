@@ -23,6 +23,17 @@ class StageError(RuntimeError):
     """A user-facing failure of a stage (bad input, non-finite loss, ...): printed without a traceback."""
 
 
+def from_pretrained(cls, name_or_path, **kwargs):
+    """`cls.from_pretrained` with a missing folder or unknown hub id reported as a StageError naming it
+    (transformers raises OSError with a long hint; offline machines reach the hub branch too)."""
+    try:
+        return cls.from_pretrained(str(name_or_path), **kwargs)
+    except OSError as e:
+        where = "a folder here" if Path(name_or_path).exists() else "no folder here and not loadable from the hub"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise StageError(f"{name_or_path}: cannot load a {cls.__name__.removeprefix('Auto')} ({where}): {first}") from e
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

@@ -13,7 +13,9 @@ Unknown keys and wrong types are errors that name the key and what is allowed.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
@@ -28,10 +30,11 @@ class ConfigError(ValueError):
 
 
 def opt(default: Any, help: str, choices: tuple | None = None) -> Any:
-    """A documented config field. Mutable defaults (lists, dicts) are copied per instance."""
+    """A documented config field. Mutable defaults (lists, dicts) are deep-copied per instance."""
     meta = {"help": help, "choices": choices}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+        # Deep: dotted overrides (`--stages.pretrain.optim.lr`) mutate nested dicts in place.
+        return field(default_factory=lambda d=default: copy.deepcopy(d), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -57,13 +60,16 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, str):
             value = [v for v in value.split(",") if v != ""]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
+            raise ConfigError(f"{key}: expected a list, got {_short(value)}")
         return [_coerce(v, inner, key) for v in value]
     if origin is dict or tp is dict:
         if isinstance(value, str):
-            value = yaml.safe_load(value)
+            try:
+                value = yaml.safe_load(value)
+            except (yaml.YAMLError, ValueError, RecursionError):  # ValueError: a 5000-digit int
+                raise ConfigError(f"{key}: expected a YAML mapping, got {_short(value)}") from None
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{key}: expected a mapping, got {_short(value)}")
         return dict(value)
     if tp is bool:
         if isinstance(value, bool):
@@ -72,7 +78,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return True
         if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
             return False
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        raise ConfigError(f"{key}: expected true or false, got {_short(value)}")
     if tp is int:
         if isinstance(value, bool):
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
@@ -81,25 +87,33 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         try:
             return int(str(value).replace("_", ""))
         except ValueError:
-            raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
+            raise ConfigError(f"{key}: expected an integer, got {_short(value)}") from None
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):  # OverflowError: a YAML int beyond float range
+            raise ConfigError(f"{key}: expected a number, got {_short(value)}") from None
+        if not math.isfinite(number):  # a NaN/inf rate or coefficient only fails much later, as NaN weights
+            raise ConfigError(f"{key}: expected a finite number, got {_short(value)}")
+        return number
     if tp is str:
         if isinstance(value, (dict, list)):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
+            raise ConfigError(f"{key}: expected a string, got {_short(value)}")
         return str(value)
     return value
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_choice(f: dataclasses.Field, value: Any, key: str) -> None:
     choices = f.metadata.get("choices")
     if choices and value not in choices:
-        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, choices))}")
+        raise ConfigError(f"{key}: {_short(value)} is not one of {', '.join(map(str, choices))}")
 
 
 def apply(cfg: Any, overrides: dict[str, Any], where: str = "") -> Any:
@@ -152,11 +166,15 @@ def save(cfg: Any, path: str | Path) -> None:
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    except OSError as e:  # a folder, no permission, ...
+        raise ConfigError(f"{path}: cannot read config file ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); expected a YAML file") from None
+    except (yaml.YAMLError, ValueError, RecursionError) as e:  # ValueError: an int of > 4300 digits
+        raise ConfigError(f"{path}: not valid YAML ({_short(str(e), 200)})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
     return data

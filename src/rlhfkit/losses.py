@@ -162,7 +162,7 @@ def ranking_loss(
     scores `[N]`: reward of every response in the batch; pairs `[P, 2]` indices into scores (winner,
     loser); prompt_index `[P]`: the prompt each pair came from; weights `[P]`: per-pair weight (e.g. the
     annotator's reliability): a prompt's loss is sum(w·loss)/n_pairs and prompts are averaged with
-    weight mean(w), so all-ones weights give the unweighted loss. tie `[P]` bool marks tied pairs, which
+    weight mean(w), so all-ones weights give the unweighted loss (and all-zero weights a loss of 0). tie `[P]` bool marks tied pairs, which
     contribute -½(log σ(d) + log σ(-d)): the Bradley-Terry cross-entropy with target ½, a tie counted as
     half a win each way (the Chatbot Arena convention, Chiang et al. 2024); it is minimised at d = 0.
     """
@@ -177,7 +177,8 @@ def ranking_loss(
     wsum = per_prompt.index_add(0, prompt_index, w)
     count = per_prompt.index_add(0, prompt_index, torch.ones_like(w))
     present = count > 0  # prompt ids need not be contiguous
-    return (num[present] / count[present]).sum() / (wsum[present] / count[present]).sum()
+    total = (wsum[present] / count[present]).sum()  # 0 when every weight is 0: the loss is then 0, not NaN
+    return (num[present] / count[present]).sum() / total.clamp_min(torch.finfo(total.dtype).tiny)
 
 
 def plackett_luce(scores: Tensor, ranking: Tensor | list[int]) -> Tensor:

@@ -5,7 +5,9 @@ losses, metrics and checkpoints. Stages compose these instead of each owning a `
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from . import checkpoint
-from .common import MetricsLogger, StageError, say
+from .common import MetricsLogger, StageError, is_main_process, say
 from .config import opt
 
 
@@ -92,6 +94,13 @@ class BatchStream:
         self._order = self._make_order()
 
 
+def _row_step(line: str) -> float:
+    try:
+        return json.loads(line).get("step", 0)
+    except json.JSONDecodeError:  # a row cut short by the kill
+        return math.inf
+
+
 class Trainer:
     """One optimizer step at a time: `step(loss_fn, batches)` runs grad_accum micro-batches.
 
@@ -105,18 +114,37 @@ class Trainer:
         self.optimizer, self.scheduler = make_optimizer(model, cfg)
         self.logger = MetricsLogger(out, stage=stage)
         self.step_count, self.skipped = 0, 0
+        self.resumed_extra: dict = {}  # the stage's own state saved with the checkpoint (see save_state)
 
     def resume(self, stream: BatchStream | None = None) -> bool:
         path = checkpoint.recover(self.out / "ckpt")
-        if path is None:
+        if path is None:  # killed before its first checkpoint: everything it logged is redone
+            self._drop_lost_metrics(after=-math.inf)
             return False
         state = checkpoint.load_state(path, self.model, self.optimizer, self.scheduler)
         self.step_count = state["step"]
         self.skipped = state["extra"].get("skipped", 0)
+        self.resumed_extra = state["extra"]
         if stream is not None and state["data"]:
             stream.load(state["data"])
+        self._drop_lost_metrics(after=self.step_count)
         say(f"resumed from {path} at step {self.step_count}")
         return True
+
+    def _drop_lost_metrics(self, after: float) -> None:
+        """Forget metrics rows logged after the checkpoint by the killed run: those steps are redone, and
+        keeping both copies would give metrics.jsonl two rows per step."""
+        path = self.logger.path
+        if not path.exists() or not is_main_process():
+            return
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        kept = list(lines)
+        while kept and _row_step(kept[-1]) > after:  # only the trailing rows
+            kept.pop()
+        if len(kept) < len(lines):
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text("".join(line + "\n" for line in kept))
+            os.replace(tmp, path)
 
     def step(self, loss_fn: Callable, batches: list) -> dict:
         self.model.train()
@@ -148,7 +176,8 @@ class Trainer:
         raise StageError(f"non-finite {what} at step {self.step_count + 1}; the last good checkpoint is "
                          f"kept in {self.out / 'ckpt'} (set --optim.on_nonfinite=skip to skip such batches)")
 
-    def save_state(self, stream: BatchStream | None = None) -> None:
+    def save_state(self, stream: BatchStream | None = None, extra: dict | None = None) -> None:
+        """Checkpoint; `extra` (e.g. early-stopping state) comes back as `resumed_extra` after resume."""
         checkpoint.save_state(self.out / "ckpt", self.model, self.tokenizer, self.optimizer,
                               self.scheduler, self.step_count, stream.state() if stream else None,
-                              extra={"skipped": self.skipped})
+                              extra={"skipped": self.skipped, **(extra or {})})

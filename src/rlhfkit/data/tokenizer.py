@@ -59,7 +59,9 @@ def load_tokenizer(name_or_path: str | Path):
     """Load a tokenizer (local folder or hub id), with a pad token and a chat template guaranteed."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(name_or_path))
+    from ..common import from_pretrained
+
+    tok = from_pretrained(AutoTokenizer, name_or_path)
     return ensure_chat_template(tok)
 
 

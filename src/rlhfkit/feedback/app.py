@@ -12,9 +12,10 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Annotated, Any, Callable, Optional, Union
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
@@ -28,10 +29,55 @@ STATIC = Path(__file__).parent / "static"
 # /docs and /redoc load Swagger/ReDoc assets from a CDN with inline script, so they get no CSP.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+# The largest request body read: a K=9 ranking with flags is under 1 KB; this only stops memory abuse.
+MAX_BODY_BYTES = 1 << 20
+
+
+class BodyLimit:
+    """ASGI middleware: answer 413 to a request body over `limit` bytes, declared (Content-Length) or
+    streamed (chunked), before the app parses any of it. Bodies under the limit are buffered and replayed."""
+
+    def __init__(self, app, limit: int = MAX_BODY_BYTES):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > self.limit:
+            return await self._refuse(scope, receive, send)
+        body, more = bytearray(), True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away mid-body: nobody to answer
+                return None
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.limit:
+                return await self._refuse(scope, receive, send)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()  # after the body: wait for a disconnect, as the server would
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        return await self.app(scope, replay, send)
+
+    async def _refuse(self, scope, receive, send):
+        response = JSONResponse({"detail": f"request body too large; the limit is {self.limit} bytes"},
+                                status_code=413, headers={"Connection": "close"})
+        await response(scope, receive, send)
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+# Every integer a client sends is stored or looked up in SQLite, whose INTEGER is 64-bit signed.
+DbInt = Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]
 
 
 class LoginIn(Strict):
@@ -56,11 +102,11 @@ class NextOut(BaseModel):
 
 
 class RankingIn(Strict):
-    assignment_id: StrictInt
-    ranking: list[Union[StrictInt, list[StrictInt]]] = Field(
+    assignment_id: DbInt
+    ranking: list[Union[DbInt, list[DbInt]]] = Field(
         description="display positions best->worst, each of 0..K-1 once; a nested list is a tie",
         examples=[[2, 0, 3, 1]])
-    time_ms: Optional[StrictInt] = Field(None, description="time the annotator spent, in milliseconds")
+    time_ms: Optional[DbInt] = Field(None, description="time the annotator spent, in milliseconds")
     flags: Optional[dict[str, list[str]]] = Field(
         None, description='per display position, e.g. {"2": ["harmful"]}; kinds: harmful, nonsense')
 
@@ -82,8 +128,8 @@ class NewAnnotatorOut(BaseModel):
 
 
 class GoldIn(Strict):
-    prompt_id: StrictInt
-    best: Optional[StrictInt] = Field(description="candidate index (file order) of the best response; null clears")
+    prompt_id: DbInt
+    best: Optional[DbInt] = Field(description="candidate index (file order) of the best response; null clears")
 
 
 def create_app(db: Store | str | Path, redundancy: int = 3, lease_s: float = 1800.0) -> FastAPI:
@@ -110,6 +156,15 @@ def create_app(db: Store | str | Path, redundancy: int = 3, lease_s: float = 180
     @app.exception_handler(StoreError)
     def _store_error(request: Request, exc: StoreError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Where and what, without pydantic's echo of the bad value ("input"): a malformed login body
+        # would otherwise send the token back in the error (and into any log that keeps error bodies).
+        errors = [{k: e[k] for k in ("type", "loc", "msg") if k in e} for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    app.add_middleware(BodyLimit)  # added before _headers, so it runs inside it: a 413 gets the headers too
 
     @app.middleware("http")
     async def _headers(request: Request, call_next):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from ..common import from_pretrained
 from ..config import opt
 
 
@@ -52,7 +53,7 @@ def load_causal_lm(name_or_path: str | Path, dtype: torch.dtype | None = None, g
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     if dtype is not None:
         kwargs["dtype"] = dtype
-    model = AutoModelForCausalLM.from_pretrained(str(name_or_path), **kwargs)
+    model = from_pretrained(AutoModelForCausalLM, name_or_path, **kwargs)
     disable_dropout(model)
     return model
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -187,13 +188,24 @@ def fingerprint(model_dir: str, examples: list[PairExample]) -> str:
     return h.hexdigest()
 
 
+def _read_cache(path: Path) -> dict | None:
+    """OUT/ref_logps.pt, or None when absent or unreadable (then it is recomputed)."""
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path)
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        say(f"dpo: {path} is unreadable ({type(e).__name__}); recomputing")
+        return None
+
+
 def attach_ref_logps(cfg: Config, out: Path, examples: list[PairExample], pad_id: int) -> str:
     """Fill `example.ref` from OUT/ref_logps.pt when resuming with the same data and model, else compute and
     save it. Returns "reused" or "computed"."""
     from ..model.causal_lm import load_causal_lm
 
     path, key = out / "ref_logps.pt", fingerprint(cfg.model, examples)
-    cached = torch.load(path) if cfg.resume and path.exists() else None
+    cached = _read_cache(path) if cfg.resume else None
     if cached is not None and cached.get("fingerprint") == key:
         ref, how = cached["logps"], "reused"
     else:
@@ -202,7 +214,9 @@ def attach_ref_logps(cfg: Config, out: Path, examples: list[PairExample], pad_id
         t0 = time.time()
         ref_model = load_causal_lm(cfg.model)  # freed on return: only these numbers are needed from it
         ref = compute_ref_logps(ref_model, examples, cfg.ref_batch_size, pad_id)
-        torch.save({"fingerprint": key, "logps": ref}, path)
+        tmp = path.with_name(path.name + ".tmp")  # a kill mid-write leaves only the .tmp behind
+        torch.save({"fingerprint": key, "logps": ref}, tmp)
+        os.replace(tmp, path)
         how = "computed"
         say(f"dpo: reference log-probs of {len(examples)} pairs in {time.time() - t0:.1f}s -> {path}")
     for e, (c, r) in zip(examples, ref.tolist()):

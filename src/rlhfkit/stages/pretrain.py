@@ -56,7 +56,7 @@ PRESETS = {
            "optim": {"max_steps": 120, "batch_size": 16, "lr": 3e-3, "warmup_steps": 10,
                      "eval_every": 60, "save_every": 60}},
     "tiny": {"arch": {"size": "tiny", "context": 256}, "data": {"world_size": "tiny"},
-             "optim": {"max_steps": 700, "batch_size": 16, "lr": 2e-3, "warmup_steps": 50,
+             "optim": {"max_steps": 400, "batch_size": 16, "lr": 2e-3, "warmup_steps": 30,
                        "eval_every": 100, "save_every": 200}},
     "small": {"arch": {"size": "small", "context": 256}, "vocab_size": 2048, "data": {"world_size": "small"},
               "optim": {"max_steps": 3000, "batch_size": 32, "lr": 1e-3, "warmup_steps": 100,

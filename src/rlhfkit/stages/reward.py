@@ -68,16 +68,16 @@ class Config:
     select: str = opt("loss", "held-out metric that picks the kept weights", choices=("loss", "accuracy"))
     gold: bool = opt(True, "also measure accuracy against the built-in world's gold judge where it applies")
     data: DataConfig = group(DataConfig)
-    optim: OptimConfig = group(OptimConfig)
+    # batch_size counts prompts (each with all its rankings); save_every is unused: a run takes minutes.
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(
+        lr=3e-4, warmup_steps=5, max_steps=300, batch_size=16, eval_every=25),
+        metadata={"help": "Optimisation (batch_size = prompts per micro-batch, each with all its rankings)."})
 
 
-_OPT = {"warmup_steps": 5, "grad_accum": 1, "weight_decay": 0.0, "min_lr_ratio": 0.1}
 PRESETS = {
-    "ci": {"optim": {**_OPT, "max_steps": 40, "batch_size": 8, "lr": 1e-3, "eval_every": 10, "save_every": 10**9}},
-    "tiny": {"optim": {**_OPT, "max_steps": 300, "batch_size": 16, "lr": 3e-4, "eval_every": 25,
-                       "save_every": 10**9}},
-    "small": {"optim": {**_OPT, "max_steps": 800, "batch_size": 32, "lr": 1e-4, "eval_every": 50,
-                        "save_every": 10**9}},
+    "ci": {"optim": {"max_steps": 40, "batch_size": 8, "lr": 1e-3, "eval_every": 10}},
+    "tiny": {"optim": {"max_steps": 300, "batch_size": 16, "lr": 3e-4, "eval_every": 25}},
+    "small": {"optim": {"max_steps": 800, "batch_size": 32, "lr": 1e-4, "eval_every": 50}},
 }
 
 

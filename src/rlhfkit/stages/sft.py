@@ -68,6 +68,8 @@ def load_examples(cfg: Config, tokenizer, max_len: int, out: Path) -> list[tuple
 
         path = export(out / "world", seed=cfg.seed, size=cfg.data.world_size)["sft"]
     convs = load_sft(path, skip_invalid=cfg.data.skip_invalid)
+    if getattr(convs, "skipped", 0):
+        say(f"sft: skipped {convs.skipped} invalid records (first: {convs.errors[0]})")
     examples, too_long = [], 0
     for c in convs:
         ids, mask = render_chat(tokenizer, c.messages)
@@ -126,9 +128,13 @@ def run(cfg: Config) -> Path:
 def train_loop(trainer: Trainer, stream: BatchStream, val_batches, model, tokenizer, cfg: Config) -> dict:
     """Train until max_steps or early stop; leaves the best-by-held-out-loss weights in `model`."""
     ocfg = cfg.optim
-    best = evaluate_lm(model, val_batches)
-    first = best
-    best_step, best_state, bad = trainer.step_count, copy.deepcopy(model.state_dict()), 0
+    saved = trainer.resumed_extra.get("early_stop")
+    if saved:  # resumed: keep the best weights and patience count from before the kill
+        first, best, best_step, bad = saved["first"], saved["best"], saved["best_step"], saved["bad"]
+        best_state = saved["state"]
+    else:
+        best = first = evaluate_lm(model, val_batches)
+        best_step, best_state, bad = trainer.step_count, copy.deepcopy(model.state_dict()), 0
     bar = progress(total=ocfg.max_steps, initial=trainer.step_count, desc="sft")
     while trainer.step_count < ocfg.max_steps:
         batches = [collate(stream.next(), tokenizer.pad_token_id) for _ in range(ocfg.grad_accum)]
@@ -143,7 +149,8 @@ def train_loop(trainer: Trainer, stream: BatchStream, val_batches, model, tokeni
                 bad += 1
         trainer.logger.log(step, epoch=stream.epoch + stream.index / len(stream.items), **metrics)
         if step % ocfg.save_every == 0:
-            trainer.save_state(stream)
+            trainer.save_state(stream, extra={"early_stop": {"first": first, "best": best, "best_step": best_step,
+                                                             "bad": bad, "state": best_state}})
         bar.update(1)
         if cfg.patience and bad >= cfg.patience:
             say(f"sft: held-out loss stopped improving; early stop at step {step}")
