@@ -26,45 +26,15 @@ pair just adds a constant to the loss). `weight` must be finite and >= 0.
 
 from __future__ import annotations
 
-import codecs
-import dataclasses
 import json
 import math
-import os
-import re
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
+
+from .jsonl import DataError, Records, kind_of, load_records, write_jsonl  # noqa: F401 (re-exported)
 
 ROLES = ("system", "user", "assistant")
 MIN_K, MAX_K = 2, 9
-MAX_ERRORS_KEPT = 5  # first few skip messages kept on Records.errors
-# `org/name`, not a local file name: a missing `data/train.jsonl` must not be sent to the hub.
-_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
-_FILE_SUFFIXES = (".jsonl", ".json", ".gz", ".txt", ".csv", ".parquet")
-
-
-class DataError(ValueError):
-    """A malformed record or source. `reason` is the bare "what; expected what" message."""
-
-    def __init__(self, reason: str, where: str | None = None):
-        super().__init__(f"{where}: {reason}" if where else reason)
-        self.reason, self.where = reason, where
-
-    def at(self, where: str) -> DataError:
-        return self if self.where else DataError(self.reason, where)
-
-
-class Records(list):
-    """A loader's result: the records, plus how many invalid ones `skip_invalid=True` dropped."""
-
-    def __init__(self, items: Iterable = ()):
-        super().__init__(items)
-        self.skipped = 0
-        self.errors: list[str] = []  # the first MAX_ERRORS_KEPT messages
-
-
 # ---------------------------------------------------------------- record types
 
 
@@ -111,13 +81,13 @@ class Ranking:
 
     def __post_init__(self):  # the loaders rely on these checks too
         if not isinstance(self.responses, list):
-            raise DataError(f'"responses" is {_kind(self.responses)}; '
+            raise DataError(f'"responses" is {kind_of(self.responses)}; '
                             f'expected a list of {MIN_K} to {MAX_K} strings')
         if not MIN_K <= self.k <= MAX_K:
             raise DataError(f'"responses" has {self.k} item(s); expected {MIN_K} to {MAX_K}')
         for i, r in enumerate(self.responses):
             if not isinstance(r, str):
-                raise DataError(f'"responses"[{i}] is {_kind(r)}; expected a string')
+                raise DataError(f'"responses"[{i}] is {kind_of(r)}; expected a string')
         if len(set(self.responses)) == 1:
             raise DataError('all responses are identical; expected at least two different responses')
         self.ranking = _check_ranking(self.ranking, self.k)
@@ -175,16 +145,6 @@ def _merge(core: dict, meta: dict) -> dict:
 # ---------------------------------------------------------------- field checks
 
 
-def _kind(v: Any) -> str:
-    if v is None:
-        return "null"
-    for types, name in ((bool, "a boolean"), ((int, float), "a number"), (str, "a string"),
-                        ((list, tuple), "an array"), (dict, "an object")):
-        if isinstance(v, types):
-            return name
-    return type(v).__name__
-
-
 def _show(v: Any, limit: int = 40) -> str:
     try:
         text = json.dumps(v, ensure_ascii=False)
@@ -204,7 +164,7 @@ def _str(row: dict, key: str, *, required: bool = True, blank_ok: bool = False) 
         return None
     v = row[key]
     if not isinstance(v, str):
-        raise DataError(f'"{key}" is {_kind(v)}; expected a string')
+        raise DataError(f'"{key}" is {kind_of(v)}; expected a string')
     if not blank_ok and not v.strip():
         raise DataError(f'"{key}" is empty; expected a non-empty string')
     return v
@@ -214,7 +174,7 @@ def _check_ranking(ranking: Any, k: int) -> list[list[int]]:
     """Validate a best->worst ranking of k responses; return it as tiers of indices."""
     expected = f"expected each of 0..{k - 1} exactly once"
     if not isinstance(ranking, (list, tuple)):
-        raise DataError(f'"ranking" is {_kind(ranking)}; expected a list of indices best->worst')
+        raise DataError(f'"ranking" is {kind_of(ranking)}; expected a list of indices best->worst')
     tiers, seen = [], set()
     for pos, entry in enumerate(ranking):
         tier = list(entry) if isinstance(entry, (list, tuple)) else [entry]
@@ -238,18 +198,18 @@ def _check_ranking(ranking: Any, k: int) -> list[list[int]]:
 
 def _check_messages(msgs: Any) -> list[dict]:
     if not isinstance(msgs, list) or not msgs:
-        got = "empty" if isinstance(msgs, list) else _kind(msgs)
+        got = "empty" if isinstance(msgs, list) else kind_of(msgs)
         raise DataError(f'"messages" is {got}; expected a non-empty list of {{"role", "content"}}')
     out = []
     for i, m in enumerate(msgs):
         where = f'"messages"[{i}]'
         if not isinstance(m, dict):
-            raise DataError(f'{where} is {_kind(m)}; expected an object with "role" and "content"')
+            raise DataError(f'{where} is {kind_of(m)}; expected an object with "role" and "content"')
         if m.get("role") not in ROLES:
             got = "no role" if m.get("role") is None else f"unknown role {_show(m['role'])}"
             raise DataError(f'{where} has {got}; expected one of "system", "user", "assistant"')
         if not isinstance(m.get("content"), str):
-            got = "no content" if m.get("content") is None else f"content {_kind(m['content'])}"
+            got = "no content" if m.get("content") is None else f"content {kind_of(m['content'])}"
             raise DataError(f'{where} has {got}; expected "content" to be a string')
         out.append({k: v for k, v in m.items() if v is not None})
     if not any(m["role"] == "assistant" and m["content"].strip() for m in out):
@@ -319,120 +279,27 @@ def _parse_pair(row: dict, line: int) -> Ranking:
 # ---------------------------------------------------------------- sources
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
-    out = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f'duplicate key "{key}"')
-        out[key] = value
-    return out
-
-
-def _no_nan(name: str) -> float:
-    raise ValueError(f"{name} is not JSON")  # Python's json accepts NaN/Infinity; the format does not
-
-
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    """Yield (line number, parsed object or DataError) for each non-blank line."""
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, 1):
-            if n == 1 and raw.startswith(codecs.BOM_UTF8):
-                raw = raw[len(codecs.BOM_UTF8):]
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                yield n, DataError(f"invalid UTF-8 at byte {e.start + 1} of the line; "
-                                   "expected UTF-8 text")
-                continue
-            if not text.strip():
-                continue
-            try:
-                yield n, json.loads(text, object_pairs_hook=_no_duplicate_keys,
-                                    parse_constant=_no_nan)
-            except json.JSONDecodeError as e:
-                cut = " (the file ends mid-record: truncated?)" if not raw.endswith(b"\n") else ""
-                yield n, DataError(f"invalid JSON at column {e.colno}: {e.msg}{cut}; "
-                                   "expected one complete JSON object per line")
-            except (ValueError, RecursionError) as e:  # duplicate key, NaN, huge int, deep nesting
-                msg = "nested too deeply" if isinstance(e, RecursionError) else str(e)
-                yield n, DataError(f"invalid JSON: {msg}; expected one JSON object per line")
-
-
-def _from_disk(path: Path):
-    import datasets  # lazy: importing datasets costs seconds
-
-    ds = datasets.load_from_disk(str(path))
-    if isinstance(ds, datasets.DatasetDict):
-        if "train" not in ds and len(ds) != 1:
-            raise DataError(f"has splits {sorted(ds)}; expected a 'train' split or a single split",
-                            str(path))
-        ds = ds["train"] if "train" in ds else next(iter(ds.values()))
-    return ds
-
-
-def _open(source: Any) -> tuple[str, Iterable[tuple[int, Any]]]:
-    """Resolve a source to (name used in messages, iterator of (line, row))."""
-    if not isinstance(source, (str, os.PathLike)):
-        return "<records>", enumerate(source, 1)  # a list of dicts or a datasets.Dataset
-    path = Path(source)
-    if path.is_dir():
-        return str(source), enumerate(_from_disk(path), 1)
-    if path.exists():
-        return str(source), _jsonl_rows(path)
-    if _HUB_ID.fullmatch(str(source)) and not str(source).endswith(_FILE_SUFFIXES):
-        import datasets
-
-        return str(source), enumerate(datasets.load_dataset(str(source), split="train"), 1)
-    raise FileNotFoundError(f"{source}: no such file or folder; expected a JSONL file, a folder saved "
-                            "with datasets' save_to_disk, or a hub dataset id org/name")
-
-
-def _load(source: Any, parse: Callable[[dict, int], Any], skip_invalid: bool) -> Records:
-    name, rows = _open(source)
-    out = Records()
-    for line, row in rows:
-        try:
-            if isinstance(row, DataError):
-                raise row
-            if not isinstance(row, dict):
-                raise DataError(f"line is {_kind(row)}; expected a JSON object")
-            out.append(parse(row, line))
-        except DataError as e:
-            err = e.at(f"{name}:{line}")
-            if not skip_invalid:
-                raise err from None
-            out.skipped += 1
-            if len(out.errors) < MAX_ERRORS_KEPT:
-                out.errors.append(str(err))
-    if not out:
-        if out.skipped:
-            raise DataError(f"no valid records ({out.skipped} invalid, first: {out.errors[0]}); "
-                            "expected at least one", name)
-        raise DataError("no records; expected at least one JSON object", name)
-    return out
-
-
 # ---------------------------------------------------------------- public loaders
 
 
 def load_text(source: Any, skip_invalid: bool = False) -> Records:
     """Pretraining documents: the "text" of each record."""
-    return _load(source, _parse_text, skip_invalid)
+    return load_records(source, _parse_text, skip_invalid)
 
 
 def load_sft(source: Any, skip_invalid: bool = False) -> Records:
     """SFT conversations; {"prompt", "completion"} becomes a user turn and an assistant turn."""
-    return _load(source, _parse_sft, skip_invalid)
+    return load_records(source, _parse_sft, skip_invalid)
 
 
 def load_rankings(source: Any, skip_invalid: bool = False) -> Records:
     """K-way rankings; pairwise {"prompt", "chosen", "rejected"} records load as K=2 rankings."""
-    return _load(source, _parse_ranking, skip_invalid)
+    return load_records(source, _parse_ranking, skip_invalid)
 
 
 def load_pairs(source: Any, skip_invalid: bool = False) -> Records:
     """Pairwise preferences (TRL's form, or K-way records with K=2) as Rankings of 2."""
-    return _load(source, _parse_pair, skip_invalid)
+    return load_records(source, _parse_pair, skip_invalid)
 
 
 def load_prompts(source: Any, skip_invalid: bool = False) -> Records:
@@ -454,44 +321,4 @@ def load_prompts(source: Any, skip_invalid: bool = False) -> Records:
         meta = {k: v for k, v in row.items() if k not in ("prompt", "family", "id")}
         return PromptRecord(prompt, family, rid, meta)
 
-    return _load(source, parse, skip_invalid)
-
-
-def _as_dict(record: Any) -> dict:
-    if hasattr(record, "to_dict"):
-        return record.to_dict()
-    if dataclasses.is_dataclass(record) and not isinstance(record, type):
-        return dataclasses.asdict(record)
-    if isinstance(record, str):
-        return {"text": record}  # so write_jsonl(p, load_text(q)) round-trips
-    if isinstance(record, dict):
-        return record
-    raise TypeError(f"cannot write {type(record).__name__} as a JSON object")
-
-
-def _dumps(obj: dict) -> str:
-    line = json.dumps(obj, ensure_ascii=False, allow_nan=False)
-    try:
-        line.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates (from "\ud800" escapes) only survive as escapes
-        line = json.dumps(obj, ensure_ascii=True, allow_nan=False)
-    return line
-
-
-def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> Path:
-    """Write records (dataclasses, dicts or texts) one per line, atomically: a reader sees the old
-    file or the whole new one, never a half-written one (temp file in the same folder + os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            for record in records:
-                f.write(_dumps(_as_dict(record)) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return load_records(source, parse, skip_invalid)
