@@ -113,6 +113,20 @@ def load_state(ckpt: str | Path, model, optimizer, scheduler) -> dict:
     path = recover(ckpt)
     if path is None:
         raise FileNotFoundError(f"{ckpt}: no complete checkpoint to resume from")
+    adapter = path / "model" / "adapter_model.safetensors"
+    if adapter.exists():  # a LoRA model saves only its adapters; the frozen base comes from --model
+        _load_adapter(path, model, load_file(str(adapter)))
+    else:
+        _load_weights(path, model, load_file)
+    state = torch.load(path / "trainer_state.pt", weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state["scheduler"] is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    return state
+
+
+def _load_weights(path: Path, model, load_file) -> None:
     # save_pretrained shards big models (model-00001-of-0000N.safetensors): read every shard.
     shards = sorted((path / "model").glob("model*.safetensors"))
     if not shards:
@@ -126,9 +140,13 @@ def load_state(ckpt: str | Path, model, optimizer, scheduler) -> dict:
     if missing or unexpected:
         raise RuntimeError(f"{path}: checkpoint does not match the model (missing {missing[:3]}, "
                            f"unexpected {unexpected[:3]})")
-    state = torch.load(path / "trainer_state.pt", weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None and state["scheduler"] is not None:
-        scheduler.load_state_dict(state["scheduler"])
-    set_rng_state(state["rng"])
-    return state
+
+
+def _load_adapter(path: Path, model, weights: dict) -> None:
+    from peft import set_peft_model_state_dict
+
+    if not hasattr(model, "peft_config"):
+        raise RuntimeError(f"{path}: the checkpoint holds LoRA adapters but the model has none (set --lora.r)")
+    result = set_peft_model_state_dict(model, weights)
+    if result.unexpected_keys:
+        raise RuntimeError(f"{path}: adapters do not match the model (unexpected {result.unexpected_keys[:3]})")

@@ -50,18 +50,51 @@ def set_threads() -> None:
 _ACCELERATOR = None
 
 
-def accelerator(mixed_precision: str = "no"):
-    """The process-wide Accelerator (one CPU process unless launched distributed)."""
+def accelerator(mixed_precision: str | None = None):
+    """The process-wide Accelerator (one CPU process unless launched distributed); `mixed_precision`
+    None keeps the current one ("no" when there is none yet).
+
+    Rebuilt when a stage asks for another precision (`rlhfkit run` chains stages in one process): only
+    Accelerate's precision state is reset, the process group it joined is kept."""
     global _ACCELERATOR
+    if _ACCELERATOR is not None and mixed_precision not in (None, _ACCELERATOR.mixed_precision):
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(reset_partial_state=False)
+        _ACCELERATOR = None
     if _ACCELERATOR is None:
         from accelerate import Accelerator
 
+        mixed_precision = mixed_precision or "no"
         _ACCELERATOR = Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
+        if mixed_precision != "no" and not _ACCELERATOR.native_amp:
+            say(f"warning: {mixed_precision} autocast is not supported on {_ACCELERATOR.device.type}; "
+                "training runs in fp32")
     return _ACCELERATOR
 
 
 def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def world() -> tuple[int, int]:
+    """(rank, number of processes) of this launch, read from torchrun's / accelerate's environment."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def wait_for_everyone() -> None:
+    """Barrier across processes (nothing to wait for in a single process)."""
+    if world()[1] > 1:
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()
+
+
+def main_process_first():
+    """Context: the main process runs the block first (e.g. writes shared files), then the others."""
+    from accelerate import PartialState
+
+    return PartialState().main_process_first()
 
 
 def prepare_out(out: str | Path, cfg: Any | None = None) -> Path:
@@ -71,7 +104,7 @@ def prepare_out(out: str | Path, cfg: Any | None = None) -> Path:
     path = Path(out)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write_test"
+        probe = path / f".write_test{world()[0]}"  # one per rank: ranks share the folder
         probe.write_text("ok")
         probe.unlink()
     except OSError as e:
@@ -109,7 +142,9 @@ def read_jsonl(path: str | Path) -> list[dict]:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    """Atomic JSON write (temp file + rename)."""
+    """Atomic JSON write (temp file + rename), by the main process only (ranks hold the same results)."""
+    if not is_main_process():
+        return
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, default=str))

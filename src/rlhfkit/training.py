@@ -5,6 +5,7 @@ losses, metrics and checkpoints. Stages compose these instead of each owning a `
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -16,7 +17,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from . import checkpoint
-from .common import MetricsLogger, StageError, is_main_process, say
+from .common import MetricsLogger, StageError, accelerator, is_main_process, say, wait_for_everyone, world
 from .config import opt
 
 
@@ -36,6 +37,8 @@ class OptimConfig:
     eval_every: int = opt(100, "evaluate held-out loss every N optimizer steps")
     save_every: int = opt(200, "write a resumable checkpoint every N optimizer steps")
     on_nonfinite: str = opt("stop", "what to do on a NaN/inf loss or gradient", choices=("stop", "skip"))
+    mixed_precision: str = opt("no", "autocast the forward in bf16 or fp16 (Accelerate; weights and optimizer "
+                                     "stay fp32; fp16 needs a GPU)", choices=("no", "bf16", "fp16"))
 
 
 def make_optimizer(model: torch.nn.Module, cfg: OptimConfig):
@@ -63,12 +66,20 @@ class BatchStream:
 
     The order of epoch e is a permutation seeded by (seed, e), so restoring {epoch, index} after a
     kill continues with exactly the batches an uninterrupted run would have seen next.
+
+    Under N processes every rank walks the same order, takes a global batch of N x batch_size and keeps
+    its contiguous slice: N processes at batch B see the batches one process at N x B would. (The last
+    few items of an epoch, fewer than N, are skipped so that no rank gets an empty batch.)
     """
 
-    def __init__(self, items: Sequence[Any], batch_size: int, seed: int, shuffle: bool = True):
+    def __init__(self, items: Sequence[Any], batch_size: int, seed: int, shuffle: bool = True,
+                 rank: int | None = None, world_size: int | None = None):
         if not items:
             raise StageError("no training examples")
         self.items, self.batch_size, self.seed, self.shuffle = items, batch_size, seed, shuffle
+        env_rank, env_world = world()
+        self.rank = env_rank if rank is None else rank
+        self.world_size = env_world if world_size is None else world_size
         self.epoch, self.index = 0, 0
         self._order = self._make_order()
 
@@ -79,12 +90,13 @@ class BatchStream:
         return order
 
     def next(self) -> list[Any]:
-        if self.index >= len(self._order):
+        if len(self._order) - self.index < self.world_size:
             self.epoch, self.index = self.epoch + 1, 0
             self._order = self._make_order()
-        idx = self._order[self.index:self.index + self.batch_size]
-        self.index += len(idx)
-        return [self.items[i] for i in idx]
+        chunk = self._order[self.index:self.index + self.batch_size * self.world_size]
+        self.index += len(chunk)
+        lo, hi = (len(chunk) * r // self.world_size for r in (self.rank, self.rank + 1))  # even split
+        return [self.items[i] for i in chunk[lo:hi]]
 
     def state(self) -> dict:
         return {"epoch": self.epoch, "index": self.index}
@@ -106,12 +118,22 @@ class Trainer:
 
     `loss_fn(batch) -> (loss, metrics)`; losses are scaled by 1/grad_accum so k x 1 accumulation
     equals 1 x k on equal-sized micro-batches.
+
+    Runs on Accelerate: the model and optimizer go through `prepare` (DDP/FSDP/DeepSpeed under a
+    distributed launch, unchanged in one process), the forward under its autocast (`mixed_precision`;
+    weights and optimizer state stay fp32), backward and clipping through it (fp16 loss scaling).
+    `loss_fn` must run its forward through `trainer.wrapped`, whose forward is what syncs gradients.
+    Only the main process writes checkpoints.
     """
 
     def __init__(self, model, cfg: OptimConfig, out: Path, tokenizer=None, stage: str = "",
                  save_fn: Callable[[Path], None] | None = None):
         self.model, self.cfg, self.out, self.tokenizer = model, cfg, Path(out), tokenizer
-        self.optimizer, self.scheduler = make_optimizer(model, cfg)
+        self.acc = accelerator(cfg.mixed_precision)
+        self.acc.free_memory()  # drop Accelerate's references to an earlier stage's model and optimizer
+        optimizer, self.scheduler = make_optimizer(model, cfg)
+        # The scheduler stays unprepared: Accelerate would step it once per process per optimizer step.
+        self.wrapped, self.optimizer = self.acc.prepare(model, optimizer)
         self.logger = MetricsLogger(out, stage=stage)
         self.step_count, self.skipped = 0, 0
         self.resumed_extra: dict = {}  # the stage's own state saved with the checkpoint (see save_state)
@@ -149,15 +171,21 @@ class Trainer:
     def step(self, loss_fn: Callable, batches: list) -> dict:
         self.model.train()
         totals: dict[str, float] = {}
-        for batch in batches:
-            loss, metrics = loss_fn(batch)
-            if not torch.isfinite(loss):
-                return self._nonfinite("loss")
-            (loss / len(batches)).backward()
+        for i, batch in enumerate(batches):
+            # Gradients are all-reduced on the last micro-batch only.
+            sync = contextlib.nullcontext() if i == len(batches) - 1 else self.acc.no_sync(self.wrapped)
+            with sync:
+                with self.acc.autocast():
+                    loss, metrics = loss_fn(batch)
+                loss, nonfinite = self._rank_weighted(loss, metrics)
+                if nonfinite:
+                    return self._nonfinite("loss")
+                self.acc.backward(loss / len(batches))
             for k, v in {"loss": loss.item(), **metrics}.items():
                 totals[k] = totals.get(k, 0.0) + float(v) / len(batches)
+        totals = self._across_ranks(totals)
         params = [p for p in self.model.parameters() if p.grad is not None]
-        norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.clip if self.cfg.clip > 0 else float("inf"))
+        norm = self.acc.clip_grad_norm_(params, self.cfg.clip if self.cfg.clip > 0 else float("inf"))
         if not torch.isfinite(norm):
             return self._nonfinite("gradient")
         self.optimizer.step()
@@ -166,6 +194,32 @@ class Trainer:
         self.step_count += 1
         totals.update(grad_norm=float(norm), lr=self.scheduler.get_last_lr()[0])
         return totals
+
+    def _rank_weighted(self, loss: torch.Tensor, metrics: dict) -> tuple[torch.Tensor, bool]:
+        """This rank's loss scaled so DDP's gradient mean equals one process on the union batch, and
+        whether any rank's loss is non-finite (all ranks then skip or stop together).
+
+        A per-token mean (metrics["tokens"] reported) is weighted by this rank's share of the tokens:
+        N·t_r/Σt · L_r averaged over N ranks is Σ t_r L_r / Σt. Other losses are weighted equally."""
+        bad = float(not torch.isfinite(loss))
+        if self.acc.num_processes == 1:
+            return loss, bool(bad)
+        tokens = float(metrics.get("tokens", 1.0))
+        shared = self.acc.reduce(torch.tensor([tokens, bad], device=self.acc.device), reduction="sum")
+        if shared[1] > 0:
+            return loss, True
+        return loss * (self.acc.num_processes * tokens / float(shared[0])), False
+
+    def _across_ranks(self, totals: dict) -> dict:
+        """Step metrics of the whole global batch: means over ranks (of the rank-weighted loss, so the
+        loss is the union batch's), token counts summed."""
+        if self.acc.num_processes == 1:
+            return totals
+        keys = sorted(totals)
+        vals = self.acc.reduce(torch.tensor([totals[k] for k in keys], dtype=torch.float64,
+                                            device=self.acc.device), reduction="sum")
+        n = self.acc.num_processes
+        return {k: float(v) if k == "tokens" else float(v) / n for k, v in zip(keys, vals)}
 
     def _nonfinite(self, what: str) -> dict:
         self.optimizer.zero_grad(set_to_none=True)
@@ -177,7 +231,10 @@ class Trainer:
                          f"kept in {self.out / 'ckpt'} (set --optim.on_nonfinite=skip to skip such batches)")
 
     def save_state(self, stream: BatchStream | None = None, extra: dict | None = None) -> None:
-        """Checkpoint; `extra` (e.g. early-stopping state) comes back as `resumed_extra` after resume."""
-        checkpoint.save_state(self.out / "ckpt", self.model, self.tokenizer, self.optimizer,
-                              self.scheduler, self.step_count, stream.state() if stream else None,
-                              extra={"skipped": self.skipped, **(extra or {})})
+        """Checkpoint (main process; the others wait); `extra` (e.g. early-stopping state) comes back as
+        `resumed_extra` after resume."""
+        if is_main_process():
+            checkpoint.save_state(self.out / "ckpt", self.model, self.tokenizer, self.optimizer,
+                                  self.scheduler, self.step_count, stream.state() if stream else None,
+                                  extra={"skipped": self.skipped, **(extra or {})})
+        wait_for_everyone()

@@ -33,7 +33,10 @@ class ScalarModel(nn.Module):
 
     @classmethod
     def from_causal_lm(cls, lm: nn.Module) -> "ScalarModel":
-        """Take the transformer body of a causal LM (drop its LM head)."""
+        """Take the transformer body of a causal LM (drop its LM head). A LoRA model has its adapters merged
+        in place (pass a copy) and every weight made trainable again."""
+        if hasattr(lm, "merge_and_unload"):
+            lm = lm.merge_and_unload().requires_grad_(True)
         body = getattr(lm, "model", None) or getattr(lm, "transformer", None) or lm.base_model
         return cls(body, lm.config.hidden_size)
 

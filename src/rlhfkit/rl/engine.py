@@ -179,7 +179,9 @@ class HFDecoder:
 
         self.model, self.cache = model, DynamicCache()
         # transformers >= 5.2x renamed `past_key_values` to `cache`; support both.
-        self.kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        # (A PEFT wrapper takes **kwargs: ask the model it wraps.)
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self.kw = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
     def prefill(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         self.mask, self.pos = mask, positions(mask)[:, -1]
@@ -215,7 +217,9 @@ class StaticDecoder:
     def build(cls, model, batch: int, length: int) -> "StaticDecoder | None":
         cfg = getattr(model, "config", None)
         body = getattr(model, "model", None)
-        if cfg is None or getattr(cfg, "model_type", None) not in _STATIC_TYPES or body is None:
+        # A PEFT wrapper's `.model` is the wrapped causal LM, not the decoder body: use the HF path.
+        if cfg is None or getattr(cfg, "model_type", None) not in _STATIC_TYPES or body is None \
+                or hasattr(model, "peft_config") or not hasattr(body, "embed_tokens"):
             return None
         rope = (getattr(cfg, "rope_parameters", None) or {}).get("rope_type", "default")
         window = getattr(cfg, "sliding_window", None)

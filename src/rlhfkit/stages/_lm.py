@@ -7,7 +7,9 @@ from pathlib import Path
 import torch
 
 from .. import checkpoint
+from ..common import is_main_process, wait_for_everyone
 from ..losses import lm_loss
+from ..model import lora
 from ..rl.engine import positions
 
 
@@ -48,8 +50,13 @@ def _chunks(batch, size: int):
 
 
 def save_final(model, tokenizer, out: Path) -> Path:
-    """The stage's deliverable: OUT/model, an HF folder that from_pretrained loads."""
+    """The stage's deliverable: OUT/model, an HF folder that from_pretrained loads (LoRA adapters merged
+    in, so the next stage needs no peft). Written by the main process only; the others wait for it."""
+    model = lora.merged(model)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.bos_token_id = tokenizer.bos_token_id
-    return checkpoint.save_model(model, tokenizer, out / "model")
+    if is_main_process():
+        checkpoint.save_model(model, tokenizer, out / "model")
+    wait_for_everyone()
+    return out / "model"

@@ -54,12 +54,16 @@ def load_prompts(rcfg: RolloutConfig, seed: int, out: Path) -> list[str]:
     return prompts
 
 
-def load_policy_and_ref(model_dir: str):
+def load_policy_and_ref(model_dir: str, lora_cfg=None):
+    """Tokenizer, policy and frozen reference; with LoRA the reference is the policy with adapters off."""
     from ..data.tokenizer import load_tokenizer
+    from ..model import lora
     from ..model.causal_lm import load_causal_lm
 
     tokenizer = load_tokenizer(model_dir)
-    policy = load_causal_lm(model_dir)
+    policy = lora.apply(load_causal_lm(model_dir), lora_cfg)
+    if lora.is_lora(policy):
+        return tokenizer, policy, lora.AdapterOff(policy)
     ref = load_causal_lm(model_dir)
     ref.eval().requires_grad_(False)
     return tokenizer, policy, ref

@@ -31,8 +31,11 @@ from pathlib import Path
 import torch
 
 from .. import losses as L
-from ..common import StageError, progress, prepare_out, say, seed_everything, set_threads, write_json
+from ..common import (StageError, is_main_process, progress, prepare_out, say, seed_everything, set_threads,
+                      wait_for_everyone, write_json)
 from ..config import group, opt
+from ..model import lora
+from ..model.lora import LoraConfig
 from ..rl.engine import positions
 from ..training import BatchStream, OptimConfig, Trainer
 from ._lm import save_final
@@ -75,6 +78,7 @@ class Config:
     resume: bool = opt(False, "continue from OUT/ckpt (and reuse OUT/ref_logps.pt) if present")
     data: DataConfig = group(DataConfig)
     optim: DPOOptimConfig = group(DPOOptimConfig)
+    lora: LoraConfig = group(LoraConfig)
 
 
 PRESETS = {
@@ -199,9 +203,10 @@ def _read_cache(path: Path) -> dict | None:
         return None
 
 
-def attach_ref_logps(cfg: Config, out: Path, examples: list[PairExample], pad_id: int) -> str:
+def attach_ref_logps(cfg: Config, out: Path, examples: list[PairExample], pad_id: int, policy=None) -> str:
     """Fill `example.ref` from OUT/ref_logps.pt when resuming with the same data and model, else compute and
-    save it. Returns "reused" or "computed"."""
+    save it. Returns "reused" or "computed". A LoRA `policy` is its own reference with adapters off (no
+    second model is loaded)."""
     from ..model.causal_lm import load_causal_lm
 
     path, key = out / "ref_logps.pt", fingerprint(cfg.model, examples)
@@ -212,11 +217,15 @@ def attach_ref_logps(cfg: Config, out: Path, examples: list[PairExample], pad_id
         if cached is not None:
             say("dpo: OUT/ref_logps.pt was made from other data or another model; recomputing")
         t0 = time.time()
-        ref_model = load_causal_lm(cfg.model)  # freed on return: only these numbers are needed from it
-        ref = compute_ref_logps(ref_model, examples, cfg.ref_batch_size, pad_id)
-        tmp = path.with_name(path.name + ".tmp")  # a kill mid-write leaves only the .tmp behind
-        torch.save({"fingerprint": key, "logps": ref}, tmp)
-        os.replace(tmp, path)
+        # A full fine-tune loads a frozen copy, freed on return: only these numbers are needed from it.
+        ref_model = policy if lora.is_lora(policy) else load_causal_lm(cfg.model)
+        with lora.reference(ref_model):
+            ref = compute_ref_logps(ref_model, examples, cfg.ref_batch_size, pad_id)
+        if is_main_process():
+            tmp = path.with_name(path.name + ".tmp")  # a kill mid-write leaves only the .tmp behind
+            torch.save({"fingerprint": key, "logps": ref}, tmp)
+            os.replace(tmp, path)
+        wait_for_everyone()
         how = "computed"
         say(f"dpo: reference log-probs of {len(examples)} pairs in {time.time() - t0:.1f}s -> {path}")
     for e, (c, r) in zip(examples, ref.tolist()):
@@ -309,10 +318,10 @@ def run(cfg: Config) -> Path:
     out = prepare_out(cfg.out, cfg)
     t0 = time.time()
     tokenizer = load_tokenizer(cfg.model)
-    model = load_causal_lm(cfg.model)
+    model = lora.apply(load_causal_lm(cfg.model), cfg.lora)
     train, val, stats = load_examples(cfg, tokenizer, context_length(model))
     pad = tokenizer.pad_token_id
-    ref_cache = attach_ref_logps(cfg, out, train + val, pad)
+    ref_cache = attach_ref_logps(cfg, out, train + val, pad, policy=model)
     say(f"dpo ({cfg.loss}, β={cfg.beta}): {len(train)} train / {len(val)} held-out pairs; skipped {stats}")
     val_batches = [collate_pairs(val[i:i + cfg.ref_batch_size], pad) for i in range(0, len(val), cfg.ref_batch_size)]
     stream = BatchStream(train, cfg.optim.batch_size, cfg.seed)
@@ -338,7 +347,7 @@ def train_loop(trainer: Trainer, stream: BatchStream, val_batches: list[dict], c
     bar = progress(total=ocfg.max_steps, initial=trainer.step_count, desc="dpo")
     while trainer.step_count < ocfg.max_steps:
         batches = [collate_pairs(stream.next(), pad) for _ in range(ocfg.grad_accum)]
-        metrics = trainer.step(lambda b: dpo_loss(model, b, cfg), batches)
+        metrics = trainer.step(lambda b: dpo_loss(trainer.wrapped, b, cfg), batches)
         step = trainer.step_count
         if step % ocfg.eval_every == 0 or step == ocfg.max_steps:
             final = evaluate(model, val_batches, cfg)

@@ -18,6 +18,7 @@ import torch
 from ..common import prepare_out, progress, say, seed_everything, set_threads, write_json
 from ..config import group, opt
 from ..losses import grpo_loss, masked_mean
+from ..model.lora import LoraConfig
 from ..rl.advantages import group_advantages
 from ..rl.engine import entropy_from_logits, forward_logprobs
 from ..rl.rewards import make_reward
@@ -57,6 +58,7 @@ class Config:
     rollout: RolloutConfig = group(RolloutConfig)
     grpo: GroupConfig = group(GroupConfig)
     monitor: MonitorConfig = group(MonitorConfig)
+    lora: LoraConfig = group(LoraConfig)
 
 
 PRESETS = {
@@ -76,7 +78,7 @@ def run(cfg: Config, stage: str = "grpo") -> Path:
     t0 = time.time()
     g = cfg.grpo
     prompts = load_prompts(cfg.rollout, cfg.seed, out)
-    tokenizer, policy, ref = load_policy_and_ref(cfg.model)
+    tokenizer, policy, ref = load_policy_and_ref(cfg.model, cfg.lora)
     reward = make_reward(cfg.reward)
     optimizer = torch.optim.Adam(policy.parameters(), lr=g.lr, eps=1e-5)
     tracker = RLTracker(out, cfg.monitor, stage)

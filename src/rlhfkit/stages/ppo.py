@@ -35,6 +35,7 @@ import torch
 from ..common import prepare_out, progress, say, seed_everything, set_threads, write_json
 from ..config import group, opt
 from ..losses import masked_mean, masked_whiten, ppo_clip, value_clip
+from ..model.lora import LoraConfig
 from ..model.scalar import ScalarModel
 from ..rl.advantages import gae, ppo_token_rewards
 from ..rl.engine import entropy_from_logits, forward_logprobs
@@ -78,6 +79,7 @@ class Config:
     rollout: RolloutConfig = group(RolloutConfig)
     ppo: PPOConfig = group(PPOConfig)
     monitor: MonitorConfig = group(MonitorConfig)
+    lora: LoraConfig = group(LoraConfig)
 
 
 PRESETS = {
@@ -109,7 +111,7 @@ def run(cfg: Config) -> Path:
     out = prepare_out(cfg.out, cfg)
     t0 = time.time()
     prompts = load_prompts(cfg.rollout, cfg.seed, out)
-    tokenizer, policy, ref = load_policy_and_ref(cfg.model)
+    tokenizer, policy, ref = load_policy_and_ref(cfg.model, cfg.lora)
     value = load_value_model(cfg, policy)
     reward = make_reward(cfg.reward)
     p = cfg.ppo

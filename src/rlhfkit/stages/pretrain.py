@@ -148,7 +148,7 @@ def train_loop(trainer: Trainer, stream: BatchStream, val_batches, model, cfg: C
     bar = progress(total=ocfg.max_steps, initial=trainer.step_count, desc="pretrain")
     while trainer.step_count < ocfg.max_steps:
         batches = [torch.stack(stream.next()) for _ in range(ocfg.grad_accum)]
-        metrics = trainer.step(lambda b: lm_step(model, b, None), batches)
+        metrics = trainer.step(lambda b: lm_step(trainer.wrapped, b, None), batches)
         tokens_seen += sum(b.numel() for b in batches)
         step = trainer.step_count
         if step % ocfg.eval_every == 0 or step == ocfg.max_steps:

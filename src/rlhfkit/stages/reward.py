@@ -31,9 +31,12 @@ from torch import Tensor
 
 from .. import checkpoint
 from .. import losses as L
-from ..common import StageError, progress, prepare_out, read_jsonl, say, seed_everything, set_threads, write_json
+from ..common import (StageError, is_main_process, progress, prepare_out, read_jsonl, say, seed_everything,
+                      set_threads, wait_for_everyone, write_json)
 from ..config import group, opt
 from ..data.formats import Ranking, load_rankings
+from ..model import lora
+from ..model.lora import LoraConfig
 from ..model.reward_scorer import collate, encode, raw_scores
 from ..model.scalar import ScalarModel
 from ..training import BatchStream, OptimConfig, Trainer
@@ -68,6 +71,7 @@ class Config:
     select: str = opt("loss", "held-out metric that picks the kept weights", choices=("loss", "accuracy"))
     gold: bool = opt(True, "also measure accuracy against the built-in world's gold judge where it applies")
     data: DataConfig = group(DataConfig)
+    lora: LoraConfig = group(LoraConfig)
     # batch_size counts prompts (each with all its rankings); save_every is unused: a run takes minutes.
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(
         lr=3e-4, warmup_steps=5, max_steps=300, batch_size=16, eval_every=25),
@@ -308,6 +312,7 @@ def train_member(i: int, cfg: Config, train: list[Item], val: Batch, cache: dict
     ocfg, pad = cfg.optim, tokenizer.pad_token_id
     seed_everything(cfg.seed + i)
     model = ScalarModel.from_causal_lm(load_causal_lm(cfg.model)).to(device)
+    model.backbone = lora.apply(model.backbone, cfg.lora, task=None)  # adapters in the body; the head trains fully
     stream = BatchStream(train, ocfg.batch_size, cfg.seed + i)
     trainer = Trainer(model, ocfg, out, tokenizer, stage="reward")
 
@@ -324,7 +329,7 @@ def train_member(i: int, cfg: Config, train: list[Item], val: Batch, cache: dict
     bar = progress(total=ocfg.max_steps, desc=f"reward[{i}]")
     while trainer.step_count < ocfg.max_steps:
         batches = [make_batch(stream.next(), cfg.margin) for _ in range(ocfg.grad_accum)]
-        metrics = trainer.step(lambda b: train_step(model, b, cache, pad, cfg), batches)
+        metrics = trainer.step(lambda b: train_step(trainer.wrapped, b, cache, pad, cfg), batches)
         step = trainer.step_count
         if step % ocfg.eval_every == 0 or step == ocfg.max_steps:
             m = held_out()
@@ -340,6 +345,7 @@ def train_member(i: int, cfg: Config, train: list[Item], val: Batch, cache: dict
             break
     bar.close()
     model.load_state_dict(best_state)
+    model.backbone = lora.merged(model.backbone)  # saved as a plain backbone folder
     return model, {"first_val_loss": first[0], "first_val_accuracy": first[1], "best_val_loss": best[0],
                    "best_val_accuracy": best[1], "best_step": best_step, "steps": trainer.step_count}
 
@@ -413,7 +419,9 @@ def run(cfg: Config) -> Path:
         model, summary = train_member(i, cfg, train, val, cache, tokenizer, out, device)
         summary["norm"] = normalise(model, [cache[k] for k in ref_keys], tokenizer.pad_token_id)
         where = out / ("model" if cfg.ensemble == 1 else f"member_{i}")
-        checkpoint.atomic_dir(where, lambda tmp, m=model: m.save(tmp, tokenizer))
+        if is_main_process():
+            checkpoint.atomic_dir(where, lambda tmp, m=model: m.save(tmp, tokenizer))
+        wait_for_everyone()
         s = raw_scores(model, [cache[k] for k in val.keys], tokenizer.pad_token_id)
         summary["eval"] = evaluate(s, val, cfg, gold)
         members.append(summary)

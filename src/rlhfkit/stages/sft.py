@@ -19,8 +19,11 @@ from pathlib import Path
 
 import torch
 
-from ..common import StageError, progress, prepare_out, say, seed_everything, set_threads, write_json
+from ..common import (StageError, main_process_first, progress, prepare_out, say, seed_everything, set_threads,
+                      world, write_json)
 from ..config import group, opt
+from ..model import lora
+from ..model.lora import LoraConfig
 from ..model.causal_lm import context_length, load_causal_lm
 from ..training import BatchStream, OptimConfig, Trainer
 from ._lm import evaluate_lm, lm_step, save_final
@@ -46,6 +49,7 @@ class Config:
     resume: bool = opt(False, "continue from OUT/ckpt if a complete checkpoint is there")
     data: DataConfig = group(DataConfig)
     optim: OptimConfig = group(OptimConfig)
+    lora: LoraConfig = group(LoraConfig)
 
 
 PRESETS = {
@@ -105,8 +109,9 @@ def run(cfg: Config) -> Path:
     out = prepare_out(cfg.out, cfg)
     t0 = time.time()
     tokenizer = load_tokenizer(cfg.model)
-    model = load_causal_lm(cfg.model)
-    examples = load_examples(cfg, tokenizer, context_length(model), out)
+    model = lora.apply(load_causal_lm(cfg.model), cfg.lora)
+    with main_process_first():  # the main process writes the built-in world's files, then the others read
+        examples = load_examples(cfg, tokenizer, context_length(model), out)
     random.Random(cfg.seed).shuffle(examples)
     n_val = max(1, int(len(examples) * cfg.data.val_fraction))
     val, train = examples[:n_val], examples[n_val:]
@@ -138,7 +143,7 @@ def train_loop(trainer: Trainer, stream: BatchStream, val_batches, model, tokeni
     bar = progress(total=ocfg.max_steps, initial=trainer.step_count, desc="sft")
     while trainer.step_count < ocfg.max_steps:
         batches = [collate(stream.next(), tokenizer.pad_token_id) for _ in range(ocfg.grad_accum)]
-        metrics = trainer.step(lambda b: lm_step(model, *b), batches)
+        metrics = trainer.step(lambda b: lm_step(trainer.wrapped, *b), batches)
         step = trainer.step_count
         if step % ocfg.eval_every == 0 or step == ocfg.max_steps:
             val = evaluate_lm(model, val_batches)
@@ -157,7 +162,7 @@ def train_loop(trainer: Trainer, stream: BatchStream, val_batches, model, tokeni
             break
     bar.close()
     model.load_state_dict(best_state)
-    epochs = trainer.step_count * ocfg.batch_size * ocfg.grad_accum / len(stream.items)
+    epochs = trainer.step_count * ocfg.batch_size * ocfg.grad_accum * world()[1] / len(stream.items)
     return {"first_val_loss": first, "best_val_loss": best, "best_step": best_step,
             "steps": trainer.step_count, "epochs": epochs, "skipped_batches": trainer.skipped,
             "val_ppl": math.exp(min(best, 50))}
