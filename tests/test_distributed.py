@@ -106,3 +106,56 @@ def test_two_process_ddp(tmp_path):
     assert [r["main"] for r in results] == [True, False]
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["rank"] == 0
+
+
+def _torchrun(args: list[str], cwd: Path, timeout: int = 300) -> str:
+    """`torchrun --standalone --nproc_per_node 2 ARGS` on CPU (gloo); returns stderr, fails the test on error."""
+    torchrun = Path(sys.executable).parent / "torchrun"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    proc = subprocess.Popen([str(torchrun), "--standalone", "--nproc_per_node=2", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=cwd, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+        pytest.fail(f"torchrun timed out:\n{err[-3000:]}")
+    assert proc.returncode == 0, err[-6000:]
+    return out
+
+
+@pytest.mark.slow
+def test_sft_on_two_processes_matches_one_process_with_the_doubled_batch(lm_dir, tmp_path):
+    """`torchrun -m rlhfkit.cli sft` with batch 4 on each of 2 ranks follows the loss trajectory of one process
+    with batch 8 (same global batches, rank losses weighted by their token share), ends at the same weights,
+    and writes one checkpoint and one metrics row per step."""
+    import torch
+
+    from rlhfkit.config import parse
+    from rlhfkit.model.causal_lm import load_causal_lm
+    from rlhfkit.stages import sft
+
+    rows = [{"messages": [{"role": "user", "content": f"What is {i} plus {i % 7}?"},
+                          {"role": "assistant", "content": f"It is {i + i % 7}." + " Yes." * (i % 3)}]}
+            for i in range(30)]
+    data = tmp_path / "sft.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    flags = ["--model", str(lm_dir), "--data.path", str(data), "--optim.max_steps=4", "--optim.eval_every=4",
+             "--optim.save_every=2", "--optim.lr=3e-3", "--optim.warmup_steps=1", "--patience=0"]
+    sft.run(parse(sft.Config, flags + ["--out", str(tmp_path / "one"), "--optim.batch_size=8"]))
+    out = _torchrun(["-m", "rlhfkit.cli", "sft", *flags, "--out", str(tmp_path / "two"), "--optim.batch_size=4"],
+                    tmp_path)
+    assert out.count("sft: done") == 1  # rank 0 reports
+    one = [json.loads(line) for line in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
+    two = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in two] == [1, 2, 3, 4]
+    gap = max(abs(a["loss"] - b["loss"]) / a["loss"] for a, b in zip(one, two))
+    print(f"1-proc batch 8 vs 2-proc batch 4: max relative loss gap {gap:.2e}")
+    assert gap < 1e-4
+    assert [r["tokens"] for r in one] == [r["tokens"] for r in two]  # the same global batches
+    assert sorted(p.name for p in (tmp_path / "two").iterdir() if p.name.startswith("ckpt")) == ["ckpt"]
+    assert (tmp_path / "two" / "ckpt" / "COMPLETE").exists()
+    w1, w2 = (load_causal_lm(tmp_path / d / "model").state_dict() for d in ("one", "two"))
+    assert max((w1[k] - w2[k]).abs().max().item() for k in w1) < 1e-4
+    assert torch.equal(w1["model.embed_tokens.weight"], w1["lm_head.weight"])  # tying survived DDP

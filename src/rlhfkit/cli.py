@@ -53,6 +53,7 @@ def _import(command: str):
 
 def run_stage(module, argv: list[str], prog: str) -> int:
     from . import config
+    from .common import end_distributed, is_main_process
 
     presets = getattr(module, "PRESETS", {})
     if "-h" in argv or "--help" in argv:
@@ -61,7 +62,8 @@ def run_stage(module, argv: list[str], prog: str) -> int:
         return 0
     cfg = config.parse(module.Config, argv, presets)
     out = module.run(cfg)
-    if out is not None:
+    end_distributed()  # on success only: after a failure on one rank a barrier would hang the others
+    if out is not None and is_main_process():
         print(f"{prog}: done -> {out}")
     return 0
 

@@ -85,16 +85,24 @@ def world() -> tuple[int, int]:
 def wait_for_everyone() -> None:
     """Barrier across processes (nothing to wait for in a single process)."""
     if world()[1] > 1:
-        from accelerate import PartialState
+        accelerator().wait_for_everyone()
 
-        PartialState().wait_for_everyone()
+
+def end_distributed() -> None:
+    """Leave the process group once a stage is done under torchrun / accelerate launch (a group left to
+    interpreter teardown can abort the process after the work is saved)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def main_process_first():
-    """Context: the main process runs the block first (e.g. writes shared files), then the others."""
-    from accelerate import PartialState
+    """Context: the main process runs the block first (e.g. writes shared files), then the others.
 
-    return PartialState().main_process_first()
+    Through `accelerator()`: a bare PartialState() on a CPU machine does not join the process group."""
+    return accelerator().main_process_first()
 
 
 def prepare_out(out: str | Path, cfg: Any | None = None) -> Path:
