@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+from accelerate.utils import send_to_device
 
 from . import checkpoint
 from .common import MetricsLogger, StageError, accelerator, is_main_process, say, wait_for_everyone, world
@@ -176,7 +177,7 @@ class Trainer:
             sync = contextlib.nullcontext() if i == len(batches) - 1 else self.acc.no_sync(self.wrapped)
             with sync:
                 with self.acc.autocast():
-                    loss, metrics = loss_fn(batch)
+                    loss, metrics = loss_fn(send_to_device(batch, self.acc.device))
                 loss, nonfinite = self._rank_weighted(loss, metrics)
                 if nonfinite:
                     return self._nonfinite("loss")
@@ -186,7 +187,9 @@ class Trainer:
         totals = self._across_ranks(totals)
         params = [p for p in self.model.parameters() if p.grad is not None]
         norm = self.acc.clip_grad_norm_(params, self.cfg.clip if self.cfg.clip > 0 else float("inf"))
-        if not torch.isfinite(norm):
+        if norm is None:  # DeepSpeed clips inside its engine (configs/zero*.yaml) and reports no norm here
+            norm = torch.tensor(float("nan"))
+        elif not torch.isfinite(norm):
             return self._nonfinite("gradient")
         self.optimizer.step()
         self.scheduler.step()

@@ -15,8 +15,10 @@ from ..rl.engine import positions
 
 def lm_step(model, ids: torch.Tensor, mask: torch.Tensor | None, attention_mask: torch.Tensor | None = None):
     """(loss, metrics) for a batch of ids [B, T]; `mask` [B, T] marks target tokens (None = all)."""
-    if attention_mask is None:
-        attention_mask = torch.ones_like(ids)
+    device = next(model.parameters()).device  # the Trainer may have moved the model to a GPU
+    ids = ids.to(device)
+    attention_mask = torch.ones_like(ids) if attention_mask is None else attention_mask.to(device)
+    mask = None if mask is None else mask.to(device)
     target = attention_mask if mask is None else mask
     logits = model(input_ids=ids, attention_mask=attention_mask, position_ids=positions(attention_mask)).logits
     loss = lm_loss(logits, ids, target)

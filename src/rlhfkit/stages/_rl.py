@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..common import MetricsLogger, StageError, say
+from ..common import MetricsLogger, StageError, say, world
 from ..config import opt
 from ..rl.engine import SamplingParams
 from ..rl.monitors import OveroptimizationMonitor
@@ -60,6 +60,9 @@ def load_policy_and_ref(model_dir: str, lora_cfg=None):
     from ..model import lora
     from ..model.causal_lm import load_causal_lm
 
+    if world()[1] > 1:  # each rank would train its own policy on its own slice of the prompts
+        raise StageError("the RL stages run as one process for now (rollouts are not sharded across ranks yet); "
+                         "launch without torchrun / accelerate launch")
     tokenizer = load_tokenizer(model_dir)
     policy = lora.apply(load_causal_lm(model_dir), lora_cfg)
     if lora.is_lora(policy):

@@ -271,12 +271,14 @@ def dpo_loss(model, batch: dict, cfg: Config) -> tuple[torch.Tensor, dict]:
 @torch.no_grad()
 def evaluate(model, batches: list[dict], cfg: Config) -> dict:
     """Held-out loss, preference accuracy, reward margin and implicit rewards, averaged over pairs."""
+    from accelerate.utils import send_to_device
+
     was = model.training
     model.eval()
     totals, count = {}, 0
     for b in batches:
         n = b["weight"].shape[0]
-        loss, m = dpo_loss(model, b, cfg)
+        loss, m = dpo_loss(model, send_to_device(b, next(model.parameters()).device), cfg)
         for k, v in {"loss": loss.item(), **m}.items():
             totals[k] = totals.get(k, 0.0) + v * n
         count += n
