@@ -159,3 +159,13 @@ def test_sft_on_two_processes_matches_one_process_with_the_doubled_batch(lm_dir,
     w1, w2 = (load_causal_lm(tmp_path / d / "model").state_dict() for d in ("one", "two"))
     assert max((w1[k] - w2[k]).abs().max().item() for k in w1) < 1e-4
     assert torch.equal(w1["model.embed_tokens.weight"], w1["lm_head.weight"])  # tying survived DDP
+
+
+@pytest.mark.parametrize("name", ["ddp", "fsdp", "zero2", "zero3"])
+def test_example_accelerate_configs_load(name):
+    """configs/*.yaml are valid Accelerate launch configs (they are only run on GPUs, which CI lacks)."""
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    cfg = load_config_from_file(str(Path(__file__).parents[1] / "configs" / f"{name}.yaml"))
+    assert cfg.num_processes == 8 and cfg.mixed_precision == "no"
+    assert cfg.distributed_type.value == {"ddp": "MULTI_GPU", "fsdp": "FSDP"}.get(name, "DEEPSPEED")
