@@ -117,3 +117,28 @@ def bar_figure(labels: list[str], values: list[float | None], title: str, horizo
     ax.grid(alpha=0.3, axis="x" if horizontal else "y")
     fig.tight_layout()
     return to_data_uri(fig)
+
+
+def overoptimization_figure(series: dict[str, list[tuple[float, float | None, float | None]]]) -> str | None:
+    """Gold (solid) and proxy (dashed) reward against sqrt(KL), one colour per series of (kl, proxy, gold)
+    points: Gao et al.'s picture of a proxy that keeps rising while the gold reward turns down."""
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    drawn = False
+    for i, (name, points) in enumerate(series.items()):
+        pts = sorted((max(k, 0.0) ** 0.5, p, g) for k, p, g in points if _number(k) is not None)
+        colour = f"C{i}"
+        for j, style, label in ((1, "--", "proxy"), (2, "-", "gold")):
+            xy = [(p[0], p[j]) for p in pts if _number(p[j]) is not None]
+            if xy:
+                ax.plot(*zip(*xy), style, color=colour, marker=".", label=f"{name} {label}")
+                drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("sqrt(KL to SFT) (nats^0.5)", fontsize=8)
+    ax.set_ylabel("reward", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return to_data_uri(fig)

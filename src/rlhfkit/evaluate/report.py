@@ -292,6 +292,33 @@ def section_quality(run: Path) -> str:
     return render_value(read_json(path))
 
 
+def section_experiments(run: Path) -> str:
+    """One part per RUN/experiments/NAME.json (`rlhfkit experiment NAME`): its summary as a table, and for
+    overoptimization the gold/proxy-vs-sqrt(KL) plot."""
+    files = sorted((run / "experiments").glob("*.json")) if (run / "experiments").is_dir() else []
+    if not files:
+        return note("none run yet: `rlhfkit experiment sft-ablation|bad-labelers|overoptimization --run RUN`")
+    parts = []
+    for path in files:
+        result = read_json(path)
+        body = render_value(result.get("summary", {}))
+        if path.stem == "overoptimization":
+            body = _overoptimization_plot(result) + body
+        parts.append(f"<h3>{esc(path.stem)}</h3>{body}")
+    return "".join(parts)
+
+
+def _overoptimization_plot(result: dict) -> str:
+    from .plots import overoptimization_figure
+
+    series = {"best-of-n": [(r.get("kl_analytic"), r.get("proxy_reward"), r.get("gold_reward"))
+                            for r in result.get("best_of_n", [])]}
+    for coef, v in result.get("ppo", {}).items():
+        series[f"PPO β={coef}"] = [(r.get("kl"), r.get("proxy_reward"), r.get("gold_reward")) for r in v["curve"]]
+    fig = overoptimization_figure(series)
+    return img(fig, "gold and proxy reward against sqrt(KL)") if fig else ""
+
+
 SECTIONS: list[tuple[str, str, Callable[[Path], str]]] = [
     ("timings", "Stage timings", section_timings),
     ("eval", "Evaluation: base, base few-shot, SFT, RLHF (gold judge)", section_eval),
@@ -299,6 +326,7 @@ SECTIONS: list[tuple[str, str, Callable[[Path], str]]] = [
     ("curves", "Training curves", section_curves),
     ("reward", "Reward model: accuracy and calibration", section_reward),
     ("quality", "Annotator quality", section_quality),
+    ("experiments", "Experiments", section_experiments),
 ]
 
 

@@ -101,7 +101,7 @@ def _eval(run_dir: Path, policy: Path, vs: Path | None, seed: int) -> dict:
 
 def _rm_eval(reward_dir: Path) -> dict:
     ev = json.loads((reward_dir / "eval.json").read_text()) if (reward_dir / "eval.json").exists() else {}
-    return {k: ev.get(k) for k in ("accuracy", "accuracy_gold")}
+    return {k: ev.get(k) for k in ("accuracy", "gold_accuracy")}
 
 
 def sft_ablation(run_dir: Path, preset: str, seed: int, flags: dict) -> dict:
@@ -117,7 +117,7 @@ def sft_ablation(run_dir: Path, preset: str, seed: int, flags: dict) -> dict:
         cands = json.loads((d / "rankings" / "summary.json").read_text())
         out[start] = {"reward_model": _rm_eval(d / "reward"), "candidates": cands.get("identical_pairs"),
                       "policy": _eval(run_dir, pol, run_dir / "sft" / "model", seed)}
-    summary = {s: {"rm_gold_accuracy": out[s]["reward_model"].get("accuracy_gold"),
+    summary = {s: {"rm_gold_accuracy": out[s]["reward_model"].get("gold_accuracy"),
                    "policy_gold_mean": out[s]["policy"]["gold_mean"]} for s in out}
     return {"summary": summary, "details": out}
 

@@ -52,9 +52,11 @@ class Config:
 
 
 PRESETS = {
-    "ci": {"world_size": "ci", "k": 4, "max_new_tokens": 48, "n_annotators": 10},
-    "tiny": {"world_size": "tiny", "k": 4, "max_new_tokens": 64, "n_annotators": 20},
-    "small": {"world_size": "small", "k": 6, "max_new_tokens": 64, "n_annotators": 40, "per_item": 2},
+    # Three annotators per item: quality control needs overlap to tell reliable annotators from the rest
+    # (with one ranking per item every annotator looks equally reliable).
+    "ci": {"world_size": "ci", "k": 4, "max_new_tokens": 48, "n_annotators": 10, "per_item": 3},
+    "tiny": {"world_size": "tiny", "k": 4, "max_new_tokens": 64, "n_annotators": 20, "per_item": 3},
+    "small": {"world_size": "small", "k": 6, "max_new_tokens": 64, "n_annotators": 40, "per_item": 3},
 }
 
 
