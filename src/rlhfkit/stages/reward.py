@@ -35,6 +35,7 @@ from ..common import (StageError, is_main_process, progress, prepare_out, read_j
                       set_threads, wait_for_everyone, write_json)
 from ..config import group, opt
 from ..data.formats import Ranking, load_rankings
+from ..evaluate.reward_metrics import accuracy, by_group, calibration, gold_accuracy, gold_scores, profile_of
 from ..model import lora
 from ..model.lora import LoraConfig
 from ..model.reward_scorer import collate, encode, raw_scores
@@ -216,86 +217,15 @@ def _to(b: Batch, device) -> Batch:
 # ---------------------------------------------------------------------------------------------- evaluation
 
 
-def _acc(d: Tensor) -> float:
-    return float(((d > 0).float() + 0.5 * (d == 0).float()).mean()) if len(d) else float("nan")
-
-
-def _by(labels: list, d: Tensor) -> dict:
-    out = {}
-    for name in sorted(set(labels), key=str):
-        sel = torch.tensor([x == name for x in labels], dtype=torch.bool)
-        out[str(name)] = {"accuracy": round(_acc(d[sel]), 4), "n_pairs": int(sel.sum())}
-    return out
-
-
-def calibration(d: Tensor, n_bins: int = 5) -> dict:
-    """Predicted P(the model's favourite wins) = σ(|r_a - r_b|) in bins over [0.5, 1] vs the observed rate.
-
-    d [P] = r_winner - r_loser of labelled pairs; the favourite won exactly when d > 0 (d = 0 counts ½).
-    ECE = Σ_bins (n_b / P) |mean predicted - observed| (Guo et al. 2017).
-    """
-    p = torch.sigmoid(d.abs())
-    won = (d > 0).float() + 0.5 * (d == 0).float()
-    bins, ece = [], 0.0
-    for i in range(n_bins):
-        lo, hi = 0.5 + 0.5 * i / n_bins, 0.5 + 0.5 * (i + 1) / n_bins
-        sel = (p >= lo) & ((p < hi) if i < n_bins - 1 else (p <= hi))
-        if sel.any():
-            pred, obs = float(p[sel].mean()), float(won[sel].mean())
-            bins.append({"lo": lo, "hi": hi, "n": int(sel.sum()), "predicted": round(pred, 4), "observed": round(obs, 4)})
-            ece += int(sel.sum()) / max(len(d), 1) * abs(pred - obs)
-    return {"bins": bins, "ece": round(ece, 4)}
-
-
-def gold_scores(keys: list[tuple[str, str]]) -> dict | None:
-    """Gold-judge score of each (prompt, response) the world can grade; None when the world is absent."""
-    try:
-        from ..world.judge import judge
-    except ImportError:
-        return None
-    out = {}
-    for prompt, response in keys:
-        try:
-            out[(prompt, response)] = judge(prompt, response).score
-        except (ValueError, KeyError):  # a prompt the world did not generate
-            pass
-    return out or None
-
-
-def gold_accuracy(scores: Tensor, b: Batch, gold: dict) -> dict:
-    """Agreement of the model (and of the labels) with the gold judge on each distinct response pair of
-    the held-out prompts; pairs the judge scores equally are skipped."""
-    seen, d_model, fams, d_label, profiles = set(), [], [], [], []
-    for (w, l), t, g in zip(b.pairs.tolist(), b.tie.tolist(), b.group.tolist()):
-        kw, kl, r = b.keys[w], b.keys[l], b.rankings[g]
-        if kw not in gold or kl not in gold or gold[kw] == gold[kl]:
-            continue
-        sign = 1.0 if gold[kw] > gold[kl] else -1.0  # +1: the label's winner is gold's winner
-        if not t:
-            d_label.append(sign)
-            profiles.append(_profile(r))
-        if frozenset((w, l)) not in seen:
-            seen.add(frozenset((w, l)))
-            d_model.append(sign * float(scores[w] - scores[l]))
-            fams.append(r.family or "-")
-    d_model, d_label = torch.tensor(d_model), torch.tensor(d_label)
-    return {"accuracy": round(_acc(d_model), 4), "n_pairs": len(d_model), "by_family": _by(fams, d_model),
-            "label_agreement": round(_acc(d_label), 4), "label_agreement_by_profile": _by(profiles, d_label)}
-
-
-def _profile(r: Ranking) -> str:
-    return str(r.meta.get("profile") or r.annotator or "-")
-
-
 def evaluate(scores: Tensor, b: Batch, cfg: Config, gold: dict | None) -> dict:
     """Held-out metrics from the scores [N] of a batch's unique responses (tied labels are left out)."""
     d = (scores[b.pairs[:, 0]] - scores[b.pairs[:, 1]])
     strict = ~b.tie
     rk = [b.rankings[g] for g in b.group[strict].tolist()]
-    out = {"loss": round(float(rm_loss(scores, b, cfg)), 4), "accuracy": round(_acc(d[strict]), 4),
+    out = {"loss": round(float(rm_loss(scores, b, cfg)), 4), "accuracy": round(accuracy(d[strict]), 4),
            "n_pairs": int(strict.sum()), "n_tied_labels": int(b.tie.sum()),
-           "by_family": _by([r.family or "-" for r in rk], d[strict]),
-           "by_profile": _by([_profile(r) for r in rk], d[strict]),
+           "by_family": by_group([r.family or "-" for r in rk], d[strict]),
+           "by_profile": by_group([profile_of(r) for r in rk], d[strict]),
            "calibration": calibration(d[strict])}
     if gold:
         out["gold"] = gold_accuracy(scores, b, gold)
@@ -319,7 +249,7 @@ def train_member(i: int, cfg: Config, train: list[Item], val: Batch, cache: dict
     def held_out() -> tuple[float, float]:
         s = raw_scores(model, [cache[k] for k in val.keys], pad)
         d = s[val.pairs[:, 0]] - s[val.pairs[:, 1]]
-        return float(rm_loss(s, val, cfg)), _acc(d[~val.tie])
+        return float(rm_loss(s, val, cfg)), accuracy(d[~val.tie])
 
     def better(m, best):
         return m[0] < best[0] - 1e-4 if cfg.select == "loss" else (m[1], -m[0]) > (best[1], -best[0])
