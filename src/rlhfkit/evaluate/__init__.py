@@ -6,6 +6,7 @@ HTML report (`rlhfkit report RUN_DIR`).
     cli.py       `rlhfkit eval`
     report.py    `rlhfkit report`, write_report(run_dir) -> Path
     plots.py     matplotlib (Agg) figures as base64 PNG for the report
+    reward_metrics.py  reward-model accuracy, calibration and gold agreement (used by `rlhfkit reward`)
 
 Nothing is imported here so `rlhfkit report` does not pay for torch and the CLI help stays instant.
 """
