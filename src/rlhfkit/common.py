@@ -106,7 +106,11 @@ def main_process_first():
 
 
 def prepare_out(out: str | Path, cfg: Any | None = None) -> Path:
-    """Create the output folder, fail early if it is unwritable, and write `config.yaml` beside outputs."""
+    """Create the output folder, fail early if it is unwritable, and write `config.yaml` beside outputs.
+
+    Unless the stage resumes (`cfg.resume`), a previous attempt's `summary.json` (the mark of a finished
+    stage, which `rlhfkit run` trusts when the config matches) and `metrics.jsonl` are removed first: a
+    killed rerun must not leave an old summary beside the new config, nor append to the old curves."""
     from . import config as config_mod
 
     path = Path(out)
@@ -117,6 +121,9 @@ def prepare_out(out: str | Path, cfg: Any | None = None) -> Path:
         probe.unlink()
     except OSError as e:
         raise StageError(f"{path}: output folder is not writable ({e.strerror})") from None
+    if is_main_process() and not getattr(cfg, "resume", False):
+        for name in ("summary.json", "metrics.jsonl"):
+            (path / name).unlink(missing_ok=True)
     if cfg is not None and is_main_process():
         config_mod.save(cfg, path / "config.yaml")
     return path

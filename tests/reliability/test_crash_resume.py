@@ -13,7 +13,7 @@ Kill points are drawn from RLHFKIT_KILL_SEED (random when unset; the seed is in 
 
 Tolerance: resumed runs redo the same float32 arithmetic in the same order on one thread, so weights are
 compared with atol=1e-6, rtol=1e-5 (observed: bit-identical). Stages without `--resume` (reward, ppo,
-grpo, rloo, run) are not covered here.
+grpo, rloo) restart from scratch after a kill; `rlhfkit run` killed anywhere is test_run_kill.py.
 """
 
 from __future__ import annotations
