@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from rlhfkit.config import parse
@@ -54,3 +55,27 @@ def test_bf16_autocast_tracks_fp32_and_keeps_fp32_weights(lm_dir, tmp_path):
     assert fp32[-1] < fp32[0] and bf16[-1] < bf16[0]
     saved = load_causal_lm(tmp_path / "bf16" / "model")
     assert {p.dtype for p in saved.parameters()} == {torch.float32}  # master weights stay fp32
+
+
+def _sft_rows(tmp_path) -> str:
+    rows = [{"messages": [{"role": "user", "content": f"What is {i} plus 2?"},
+                          {"role": "assistant", "content": f"It is {i + 2}."}]} for i in range(20)]
+    data = tmp_path / "sft.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(data)
+
+
+def test_fused_adamw_takes_the_same_steps_as_the_default(lm_dir, tmp_path):
+    data = _sft_rows(tmp_path)
+    default = _sft(lm_dir, data, tmp_path / "foreach")
+    fused = _sft(lm_dir, data, tmp_path / "fused", "--optim.fused")
+    assert default[-1] < default[0]
+    torch.testing.assert_close(torch.tensor(fused), torch.tensor(default), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_compiled_forward_trains_like_eager(lm_dir, tmp_path):
+    data = _sft_rows(tmp_path)
+    eager = _sft(lm_dir, data, tmp_path / "eager")
+    compiled = _sft(lm_dir, data, tmp_path / "compiled", "--optim.compile")
+    torch.testing.assert_close(torch.tensor(compiled), torch.tensor(eager), rtol=1e-4, atol=1e-5)
