@@ -13,16 +13,40 @@ from ..model import lora
 from ..rl.engine import positions
 
 
-def lm_step(model, ids: torch.Tensor, mask: torch.Tensor | None, attention_mask: torch.Tensor | None = None):
-    """(loss, metrics) for a batch of ids [B, T]; `mask` [B, T] marks target tokens (None = all)."""
+def lm_step(model, ids: torch.Tensor, mask: torch.Tensor | None, attention_mask: torch.Tensor | None = None,
+            segments: torch.Tensor | None = None):
+    """(loss, metrics) for a batch of ids [B, T]; `mask` [B, T] marks target tokens (None = all).
+
+    `segments` [B, T] (packed rows: 1, 2, ... per sequence, 0 for padding) makes attention block-diagonal
+    and restarts positions at each sequence, so a packed row computes what its sequences would alone."""
     device = next(model.parameters()).device  # the Trainer may have moved the model to a GPU
     ids = ids.to(device)
     attention_mask = torch.ones_like(ids) if attention_mask is None else attention_mask.to(device)
     mask = None if mask is None else mask.to(device)
     target = attention_mask if mask is None else mask
-    logits = model(input_ids=ids, attention_mask=attention_mask, position_ids=positions(attention_mask)).logits
+    if segments is None:
+        attn, pos = attention_mask, positions(attention_mask)
+    else:
+        attn, pos = segment_attention(segments.to(device))
+    logits = model(input_ids=ids, attention_mask=attn, position_ids=pos).logits
     loss = lm_loss(logits, ids, target)
     return loss, {"tokens": float(target[:, 1:].sum())}
+
+
+def segment_attention(seg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Additive 4-D mask [B, 1, T, T] (a token sees earlier tokens of its own segment) and position ids
+    [B, T] restarting at 0 in each segment, from segment ids [B, T] (0 = padding)."""
+    T = seg.shape[1]
+    causal = torch.ones(T, T, dtype=torch.bool, device=seg.device).tril()
+    same = (seg[:, :, None] == seg[:, None, :]) & (seg[:, None, :] > 0)
+    allowed = (same & causal) | torch.eye(T, dtype=torch.bool, device=seg.device)  # padding sees itself: no NaN
+    mask = torch.zeros(allowed.shape, dtype=torch.float32, device=seg.device)
+    mask = mask.masked_fill(~allowed, torch.finfo(torch.float32).min)[:, None]
+    starts = torch.ones_like(seg, dtype=torch.bool)
+    starts[:, 1:] = seg[:, 1:] != seg[:, :-1]
+    idx = torch.arange(T, device=seg.device).expand_as(seg)
+    first = torch.where(starts, idx, torch.zeros_like(idx)).cummax(dim=1).values  # start of each token's segment
+    return mask, (idx - first) * (seg > 0)
 
 
 @torch.no_grad()

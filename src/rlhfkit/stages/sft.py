@@ -6,6 +6,10 @@ Loss only on assistant tokens (the prompt is context, not a target). Held-out lo
 `eval_every` steps and training stops when it stops improving (`patience`), keeping the best weights:
 WORLD_NOTES lesson 1 — an SFT model trained to zero loss collapses diversity, and the reward model
 then has nothing to compare.
+
+`--data.pack` packs each batch's conversations into fewer rows (block-diagonal attention, positions
+restarting per conversation; tests/stages/test_sft_packing.py checks the logits equal each conversation
+alone): the same batches and loss, without computing the padding.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ class DataConfig:
     world_size: str = opt("tiny", "built-in world size when path is 'world'", choices=("ci", "tiny", "small"))
     val_fraction: float = opt(0.1, "fraction of conversations held out for validation loss")
     skip_invalid: bool = opt(False, "skip malformed records (counted) instead of stopping")
+    pack: bool = opt(False, "pack each batch's conversations into fewer rows (attention and positions kept "
+                            "per conversation): the same loss with less padding")
 
 
 @dataclass
@@ -101,6 +107,30 @@ def collate(batch: list[tuple[list[int], list[int]]], pad_id: int):
     return ids, mask, attn
 
 
+def collate_packed(batch: list[tuple[list[int], list[int]]], pad_id: int):
+    """The batch's conversations packed first-fit-decreasing into rows no longer than the longest one:
+    ids, loss mask, attention mask and segment ids [R, T] (R <= B). Same tokens and targets as `collate`,
+    so the same loss; `lm_step` keeps each conversation's attention and positions to itself."""
+    T = max(len(ids) for ids, _ in batch)
+    rows: list[list[int]] = []
+    for i in sorted(range(len(batch)), key=lambda i: -len(batch[i][0])):
+        row = next((r for r in rows if sum(len(batch[j][0]) for j in r) + len(batch[i][0]) <= T), None)
+        if row is None:
+            rows.append([i])
+        else:
+            row.append(i)
+    ids, mask, attn = (torch.full((len(rows), T), v, dtype=torch.long) for v in (pad_id, 0, 0))
+    seg = torch.zeros((len(rows), T), dtype=torch.long)
+    for r, members in enumerate(rows):
+        at = 0
+        for k, j in enumerate(members, 1):
+            x, m = batch[j]
+            ids[r, at:at + len(x)], mask[r, at:at + len(m)] = torch.tensor(x), torch.tensor(m)
+            attn[r, at:at + len(x)], seg[r, at:at + len(x)] = 1, k
+            at += len(x)
+    return ids, mask, attn, seg
+
+
 def run(cfg: Config) -> Path:
     from ..data.tokenizer import load_tokenizer
 
@@ -142,7 +172,8 @@ def train_loop(trainer: Trainer, stream: BatchStream, val_batches, model, tokeni
         best_step, best_state, bad = trainer.step_count, copy.deepcopy(model.state_dict()), 0
     bar = progress(total=ocfg.max_steps, initial=trainer.step_count, desc="sft")
     while trainer.step_count < ocfg.max_steps:
-        batches = [collate(stream.next(), tokenizer.pad_token_id) for _ in range(ocfg.grad_accum)]
+        make = collate_packed if cfg.data.pack else collate
+        batches = [make(stream.next(), tokenizer.pad_token_id) for _ in range(ocfg.grad_accum)]
         metrics = trainer.step(lambda b: lm_step(trainer.wrapped, *b), batches)
         step = trainer.step_count
         if step % ocfg.eval_every == 0 or step == ocfg.max_steps:
