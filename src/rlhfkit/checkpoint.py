@@ -91,7 +91,13 @@ def save_state(out: str | Path, model, tokenizer, optimizer, scheduler, step: in
     """Save a resumable checkpoint folder: model + optimizer/scheduler/RNG/step/data position."""
 
     def write(tmp: Path) -> None:
-        model.save_pretrained(tmp / "model", safe_serialization=True)
+        if hasattr(model, "save_pretrained"):
+            model.save_pretrained(tmp / "model", safe_serialization=True)
+        else:  # a plain module (the reward model: backbone + scalar head): its whole state dict
+            from safetensors.torch import save_file
+
+            (tmp / "model").mkdir()
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model" / "model.safetensors"))
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp / "model")
         torch.save({
@@ -104,6 +110,12 @@ def save_state(out: str | Path, model, tokenizer, optimizer, scheduler, step: in
         }, tmp / "trainer_state.pt")
 
     return atomic_dir(out, write)
+
+
+def saved_extra(ckpt: str | Path) -> dict | None:
+    """The `extra` dict of the checkpoint a resume would use (None when there is none), without loading it."""
+    path = recover(ckpt)
+    return None if path is None else torch.load(path / "trainer_state.pt", weights_only=False)["extra"]
 
 
 def load_state(ckpt: str | Path, model, optimizer, scheduler) -> dict:

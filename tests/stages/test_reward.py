@@ -235,3 +235,50 @@ def test_help_lists_the_flags(capsys):
     for flag in ("--loss", "--margin", "--center_rewards_coefficient", "--ensemble", "--data.path",
                  "--data.reference", "--optim.lr", "--preset NAME"):
         assert flag in text
+
+
+class Killed(Exception):
+    """Stands in for SIGKILL inside the training loop (the process-level kill tests live in tests/reliability)."""
+
+
+def test_resume_after_a_kill_in_the_second_member_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from rlhfkit.training import Trainer
+
+    _world_data(tmp_path)
+
+    def config(out, **extra):
+        cfg = apply(reward.Config(), reward.PRESETS["ci"])
+        return apply(cfg, {"model": str(tmp_path / "sft"), "out": str(out), "ensemble": 2, **extra,
+                           "optim": {"max_steps": 8, "eval_every": 2, "save_every": 2},
+                           "data": {"path": str(tmp_path / "rankings.jsonl"), "val_fraction": 0.25}})
+
+    ref = reward.run(config(tmp_path / "ref"))
+    step, calls = Trainer.step, {"n": 0}
+
+    def dying_step(self, *a, **k):  # member 0 takes 8 steps; die after step 5 of member 1 (checkpoint at 4)
+        calls["n"] += 1
+        if calls["n"] == 14:
+            raise Killed
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(Trainer, "step", dying_step)
+    with pytest.raises(Killed):
+        reward.run(config(tmp_path / "run"))
+    resumed = {"n": 0}
+
+    def counting_step(self, *a, **k):
+        resumed["n"] += 1
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(Trainer, "step", counting_step)
+    out = reward.run(config(tmp_path / "run", resume=True))
+    assert resumed["n"] == 4  # member 0 reused from its folder, member 1 continued from its step-4 checkpoint
+    for member in ("member_0", "member_1"):
+        a, b = (load_file(str(d / member / "backbone" / "model.safetensors")) for d in (ref, out))
+        assert all(torch.equal(a[k], b[k]) for k in a), member
+    got, want = (json.loads((d / "eval.json").read_text()) for d in (out, ref))
+    assert got["model"]["accuracy"] == want["model"]["accuracy"] and got["members"] == want["members"]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert sorted((r["member"], r["step"]) for r in rows) == [(m, s) for m in (0, 1) for s in range(1, 9)]

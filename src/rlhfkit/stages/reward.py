@@ -20,6 +20,7 @@ per annotator profile, against the gold judge, calibration), OUT/metrics.jsonl a
 from __future__ import annotations
 
 import copy
+import json
 import random
 import time
 from collections import defaultdict
@@ -71,6 +72,7 @@ class Config:
     patience: int = opt(4, "stop after this many evaluations without a better held-out score (0 = never)")
     select: str = opt("loss", "held-out metric that picks the kept weights", choices=("loss", "accuracy"))
     gold: bool = opt(True, "also measure accuracy against the built-in world's gold judge where it applies")
+    resume: bool = opt(False, "reuse finished ensemble members and continue the interrupted one from OUT/ckpt")
     data: DataConfig = group(DataConfig)
     lora: LoraConfig = group(LoraConfig)
     # batch_size counts prompts (each with all its rankings); save_every is unused: a run takes minutes.
@@ -254,8 +256,14 @@ def train_member(i: int, cfg: Config, train: list[Item], val: Batch, cache: dict
     def better(m, best):
         return m[0] < best[0] - 1e-4 if cfg.select == "loss" else (m[1], -m[0]) > (best[1], -best[0])
 
-    best = first = held_out()
-    best_step, best_state, bad = 0, copy.deepcopy(model.state_dict()), 0
+    if cfg.resume and (checkpoint.saved_extra(out / "ckpt") or {}).get("member") == i and trainer.resume(stream):
+        st = trainer.resumed_extra["early_stop"]
+        first, best, best_step, best_state, bad = st["first"], st["best"], st["best_step"], st["state"], st["bad"]
+    else:
+        if cfg.resume:  # this member starts over: forget whatever a killed attempt of it logged
+            _drop_member_rows(trainer.logger.path, i)
+        best = first = held_out()
+        best_step, best_state, bad = 0, copy.deepcopy(model.state_dict()), 0
     bar = progress(total=ocfg.max_steps, desc=f"reward[{i}]")
     while trainer.step_count < ocfg.max_steps:
         batches = [make_batch(stream.next(), cfg.margin) for _ in range(ocfg.grad_accum)]
@@ -269,6 +277,9 @@ def train_member(i: int, cfg: Config, train: list[Item], val: Batch, cache: dict
             else:
                 bad += 1
         trainer.logger.log(step, member=i, epoch=stream.epoch + stream.index / len(stream.items), **metrics)
+        if step % ocfg.save_every == 0:
+            trainer.save_state(stream, extra={"member": i, "early_stop": {
+                "first": first, "best": best, "best_step": best_step, "state": best_state, "bad": bad}})
         bar.update(1)
         if cfg.patience and bad >= cfg.patience:
             say(f"reward[{i}]: held-out {cfg.select} stopped improving; early stop at step {step}")
@@ -278,6 +289,20 @@ def train_member(i: int, cfg: Config, train: list[Item], val: Batch, cache: dict
     model.backbone = lora.merged(model.backbone)  # saved as a plain backbone folder
     return model, {"first_val_loss": first[0], "first_val_accuracy": first[1], "best_val_loss": best[0],
                    "best_val_accuracy": best[1], "best_step": best_step, "steps": trainer.step_count}
+
+
+def _drop_member_rows(path: Path, member: int) -> None:
+    if path.exists() and is_main_process():
+        keep = [line for line in path.read_text().splitlines() if json.loads(line).get("member", -1) < member]
+        path.write_text("".join(line + "\n" for line in keep))
+
+
+def finished_member(cfg: Config, where: Path, device) -> tuple[ScalarModel, dict] | None:
+    """With --resume, a member whose folder was completely written by an earlier attempt, and its summary."""
+    if not (cfg.resume and checkpoint.is_complete(where) and (where / "train_summary.json").exists()):
+        return None
+    say(f"reward: reusing the finished member in {where}")
+    return ScalarModel.load(where).to(device), json.loads((where / "train_summary.json").read_text())
 
 
 def normalise(model: ScalarModel, reference: list[list[int]], pad_id: int) -> dict:
@@ -346,12 +371,14 @@ def run(cfg: Config) -> Path:
     gold = gold_scores(val.keys) if cfg.gold else None
     members, vals, norms = [], [], []
     for i in range(cfg.ensemble):
-        model, summary = train_member(i, cfg, train, val, cache, tokenizer, out, device)
-        summary["norm"] = normalise(model, [cache[k] for k in ref_keys], tokenizer.pad_token_id)
         where = out / ("model" if cfg.ensemble == 1 else f"member_{i}")
-        if is_main_process():
-            checkpoint.atomic_dir(where, lambda tmp, m=model: m.save(tmp, tokenizer))
-        wait_for_everyone()
+        model, summary = finished_member(cfg, where, device) or (None, None)
+        if model is None:
+            model, summary = train_member(i, cfg, train, val, cache, tokenizer, out, device)
+            summary["norm"] = normalise(model, [cache[k] for k in ref_keys], tokenizer.pad_token_id)
+            if is_main_process():
+                checkpoint.atomic_dir(where, lambda tmp, m=model, s=dict(summary): _save_member(tmp, m, s, tokenizer))
+            wait_for_everyone()
         s = raw_scores(model, [cache[k] for k in val.keys], tokenizer.pad_token_id)
         summary["eval"] = evaluate(s, val, cfg, gold)
         members.append(summary)
@@ -365,6 +392,11 @@ def run(cfg: Config) -> Path:
     write_json(out / "summary.json", {k: v for k, v in report.items() if not isinstance(v, (dict, list))})
     print_report(report)
     return out
+
+
+def _save_member(tmp: Path, model: ScalarModel, summary: dict, tokenizer) -> None:
+    model.save(tmp, tokenizer)
+    (tmp / "train_summary.json").write_text(json.dumps(summary, default=float))
 
 
 def build_report(cfg: Config, members: list[dict], vals: list[Tensor], norms: list[float], val: Batch,
