@@ -4,13 +4,25 @@ starts exploiting its reward model (Gao et al. 2022: proxy keeps rising while th
 Rules, each over a sliding window of RL steps:
 - proxy rising while gold falls (least-squares slopes of opposite sign, both beyond `min_slope`),
 - mean KL to the reference above `kl_budget` (nats per sequence),
-- mean response length drifting more than `length_drift` (relative) from the first steps'.
+- mean response length drifting more than `length_drift` (relative) from the first steps',
+- the share of responses that are word for word an answer given to a *different* prompt in the same batch
+  rising more than `repeat_drift` above its first step's: one canned answer for many questions (e.g. a
+  refusal for everything) is a hack that needs no gold judge to be seen.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
+
+
+def cross_prompt_repeats(prompts: list[str], responses: list[str]) -> float:
+    """Share of responses whose text (whitespace-trimmed) was also given to another prompt of the batch.
+    Repeats within one prompt's group (GRPO/RLOO samples of the same question) do not count."""
+    askers: dict[str, set[str]] = defaultdict(set)
+    for p, r in zip(prompts, responses):
+        askers[r.strip()].add(p)
+    return sum(len(askers[r.strip()]) > 1 for r in responses) / max(len(responses), 1)
 
 
 def slope(ys: list[float]) -> float:
@@ -27,26 +39,29 @@ class OveroptimizationMonitor:
     window: int = 10
     kl_budget: float = 10.0
     length_drift: float = 1.0
+    repeat_drift: float = 0.15
     min_slope: float = 0.005
     proxy: deque = field(default_factory=deque)
     gold: deque = field(default_factory=deque)
     initial_length: float | None = None
+    initial_repeats: float | None = None
     alarms: list = field(default_factory=list)
 
-    def update(self, step: int, proxy: float, gold: float | None, kl: float, length: float) -> str | None:
+    def update(self, step: int, proxy: float, gold: float | None, kl: float, length: float,
+               repeats: float = 0.0) -> str | None:
         for q, v in ((self.proxy, proxy), (self.gold, gold)):
             if v is not None:
                 q.append(v)
                 if len(q) > self.window:
                     q.popleft()
         if self.initial_length is None:
-            self.initial_length = max(length, 1.0)
-        alarm = self._check(kl, length)
+            self.initial_length, self.initial_repeats = max(length, 1.0), repeats
+        alarm = self._check(kl, length, repeats)
         if alarm:
             self.alarms.append({"step": step, "alarm": alarm})
         return alarm
 
-    def _check(self, kl: float, length: float) -> str | None:
+    def _check(self, kl: float, length: float, repeats: float) -> str | None:
         if len(self.gold) >= self.window:
             sp, sg = slope(list(self.proxy)), slope(list(self.gold))
             if sp > self.min_slope and sg < -self.min_slope:
@@ -55,4 +70,7 @@ class OveroptimizationMonitor:
             return f"KL to reference {kl:.2f} nats exceeds the budget {self.kl_budget}"
         if self.initial_length and abs(length / self.initial_length - 1) > self.length_drift:
             return f"response length drifted from {self.initial_length:.1f} to {length:.1f} tokens"
+        if repeats - self.initial_repeats > self.repeat_drift:
+            return (f"{repeats:.0%} of responses repeat an answer given to another prompt (was "
+                    f"{self.initial_repeats:.0%}): one canned answer for many questions")
         return None

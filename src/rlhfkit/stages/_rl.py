@@ -12,7 +12,7 @@ import torch
 from ..common import MetricsLogger, StageError, say, world
 from ..config import opt
 from ..rl.engine import SamplingParams
-from ..rl.monitors import OveroptimizationMonitor
+from ..rl.monitors import OveroptimizationMonitor, cross_prompt_repeats
 from ..rl.rollout import Rollout
 
 
@@ -35,6 +35,8 @@ class MonitorConfig:
     window: int = opt(10, "RL steps in the sliding window of the proxy-vs-gold trend")
     kl_budget: float = opt(8.0, "alarm when mean KL to the reference exceeds this (nats/sequence)")
     length_drift: float = opt(1.0, "alarm when mean length moves more than this fraction from its start")
+    repeat_drift: float = opt(0.15, "alarm when the share of responses repeating another prompt's answer word for "
+                                    "word rises this much above its first step's (a canned answer for everything)")
     on_alarm: str = opt("warn", "warn (log only), stop (end training), or keep_best (continue; save the best-by-gold "
                         "policy)", choices=("warn", "stop", "keep_best"))
     keep_best: bool = opt(True, "save the policy with the best gold reward (when gold is available)")
@@ -82,7 +84,7 @@ class RLTracker:
     def __init__(self, out: Path, mcfg: MonitorConfig, stage: str):
         self.logger = MetricsLogger(out, stage=stage)
         self.mcfg = mcfg
-        self.monitor = OveroptimizationMonitor(mcfg.window, mcfg.kl_budget, mcfg.length_drift)
+        self.monitor = OveroptimizationMonitor(mcfg.window, mcfg.kl_budget, mcfg.length_drift, mcfg.repeat_drift)
         self.best_gold, self.best_step, self.best_state = None, None, None
         self.history: list[dict] = []
 
@@ -91,8 +93,10 @@ class RLTracker:
         gold = float(ro.gold.mean()) if ro.gold is not None else None
         row = {"proxy_reward": float(ro.score.mean()), "gold_reward": gold, "kl": kl_seq,
                "response_length": float(ro.lengths.mean()), "finish_rate": float(ro.finished.float().mean()),
-               "ensemble_std": float(ro.score_std.mean()), **metrics}
-        alarm = self.monitor.update(step, row["proxy_reward"], gold, kl_seq, row["response_length"])
+               "ensemble_std": float(ro.score_std.mean()),
+               "repeated_answers": cross_prompt_repeats(ro.prompts, ro.responses), **metrics}
+        alarm = self.monitor.update(step, row["proxy_reward"], gold, kl_seq, row["response_length"],
+                                    row["repeated_answers"])
         row["alarm"] = alarm
         self.history.append(self.logger.log(step, **row))
         if gold is not None and self.mcfg.keep_best and (self.best_gold is None or gold > self.best_gold):
