@@ -29,6 +29,7 @@ CASES = {  # name -> module, in run order (cheap first)
     "dpo": "benchmarks.dpo",
     "grpo": "benchmarks.grpo",
     "mfu": "benchmarks.mfu",
+    "memory": "benchmarks.memory",
     "pipeline": "benchmarks.pipeline",
 }
 RESULTS = Path(__file__).parent / "results"

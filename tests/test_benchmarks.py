@@ -75,3 +75,15 @@ def test_partial_run_keeps_other_cases(tmp_path):
     new = [{"case": "engine-y", "suite_case": "engine"}]
     merged = R.merge(new, ["engine"], tmp_path)
     assert [r["case"] for r in merged] == ["engine-y", "sft"]  # engine replaced, sft kept, suite order
+
+
+def test_smoke_memory_case_writes_a_row_per_option(tmp_path):
+    assert R.main(["--smoke", "--cases", "memory", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "latest.json").read_text())
+    options = ["default", "share_value_backbone", "lora_ref", "both"]
+    assert [r["case"] for r in rows] == [f"memory-ci-{o}" for o in options]
+    for r in rows:
+        assert SCHEMA <= set(r) and r["unit"] == "MB peak RSS"
+        assert r["rlhfkit"] == r["peak_rss_mb"] > r["floor_mb"] > 0  # each option's own process
+        assert r["peer"] == rows[0]["rlhfkit"]  # the default's peak
+        assert r["ratio"] == pytest.approx(r["peer"] / r["rlhfkit"], rel=1e-2)  # > 1: the option saves memory

@@ -86,6 +86,11 @@ class RewardScorer:
         r = torch.stack([m.score(input_ids, attention_mask).float() for m in self.members])  # [M, B]
         return r.mean(0), r.std(0, correction=0)
 
+    def __call__(self, prompts: list[str], responses: list[str]) -> tuple[Tensor, Tensor]:
+        """A scorer is a reward function (rl.rewards.RewardFn) that also holds its models, so PPO can move
+        them between devices (`--ppo.offload`)."""
+        return self.score_texts(prompts, responses)
+
     @torch.no_grad()
     def score_texts(self, prompts: list[str], responses: list[str], batch_size: int = 64) -> tuple[Tensor, Tensor]:
         """(mean [B], std [B]) normalised rewards of each response to its prompt (on CPU)."""

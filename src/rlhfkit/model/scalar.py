@@ -37,8 +37,13 @@ class ScalarModel(nn.Module):
         in place (pass a copy) and every weight made trainable again."""
         if hasattr(lm, "merge_and_unload"):
             lm = lm.merge_and_unload().requires_grad_(True)
-        body = getattr(lm, "model", None) or getattr(lm, "transformer", None) or lm.base_model
-        return cls(body, lm.config.hidden_size)
+        return cls(body_of(lm), lm.config.hidden_size)
+
+    @classmethod
+    def sharing(cls, policy: nn.Module) -> "ScalarModel":
+        """A value head on the policy's own trunk (PPO `--ppo.share_value_backbone`): no second backbone in
+        memory; its parameters are the policy's plus the head, so train it with one optimizer and one loss."""
+        return cls(body_of(policy), policy.config.hidden_size)
 
     def values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Per-token raw values [B, T]."""
@@ -80,6 +85,14 @@ class ScalarModel(nn.Module):
         model.norm_mean.fill_(meta["norm_mean"])
         model.norm_std.fill_(meta["norm_std"])
         return model
+
+
+def body_of(lm: nn.Module) -> nn.Module:
+    """The transformer body of a causal LM (Llama's `.model`, GPT-2's `.transformer`), through a peft
+    wrapper: its adapters stay in the body, active."""
+    if hasattr(lm, "get_base_model"):  # PeftModel; its `.model` would be the whole causal LM
+        lm = lm.get_base_model()
+    return getattr(lm, "model", None) or getattr(lm, "transformer", None) or lm.base_model
 
 
 def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:

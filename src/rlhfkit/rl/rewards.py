@@ -32,8 +32,7 @@ def make_reward(spec: str) -> RewardFn:
         raise FileNotFoundError(f"reward '{spec}': no such reward-model folder (or use 'gold' / 'module:function')")
     from ..model.reward_scorer import load_reward
 
-    scorer = load_reward(spec)
-    return lambda prompts, responses: scorer.score_texts(prompts, responses)
+    return load_reward(spec)  # callable as a RewardFn; `.members` are its models
 
 
 def _plain(fn) -> RewardFn:

@@ -8,8 +8,9 @@ R_t = −β (log π − log π_ref) with the score added at the last token (Zieg
 
 "The N Implementation Details of RLHF with PPO" (Huang et al. 2024), item by item:
 - reward normalisation (RM scores have mean 0 / std 1 on SFT samples): done in the reward stage.
-- value model initialised from the reward model, its own backbone: done (`--value_init`); the
-  shared-backbone memory option is not built yet (separate models are the papers' default).
+- value model initialised from the reward model, its own backbone: done (`--value_init`), the papers'
+  default. `--ppo.share_value_backbone` puts a fresh value head on the policy's trunk instead (one
+  forward, loss = policy loss + vf_coef × value loss, one optimizer), so no second backbone is held.
 - per-token KL penalty with the score at the final token: done; KL estimator k1 (as the papers).
 - adaptive KL controller (Ziegler et al.): done (`--ppo.kl_target`), error clipped to ±0.2.
 - EOS trick (penalise responses that never end): done (`--rollout.eos_penalty`).
@@ -20,6 +21,9 @@ R_t = −β (log π − log π_ref) with the score added at the last token (Zieg
 - γ = 1, λ = 0.95: defaults.
 - separate Adam for policy and value; gradient clipping: done.
 - truncate at EOS and pad after it (no loss beyond EOS): done (response mask).
+- memory: PPO holds policy, reference, value and reward. `--lora.r` makes the reference the policy with
+  adapters off, `--ppo.share_value_backbone` drops the value backbone, and `--ppo.offload` (CUDA) keeps the
+  reference and reward on the CPU except while scoring; peak memory of each: benchmarks/README.md.
 - PPO-ptx (pretraining-loss mixing, InstructGPT): left out — on the built-in world the KL penalty
   keeps the policy close to SFT, and it doubles the step cost on a CPU.
 """
@@ -36,9 +40,10 @@ from ..common import prepare_out, progress, say, seed_everything, set_threads, w
 from ..config import group, opt
 from ..losses import masked_mean, masked_whiten, ppo_clip, value_clip
 from ..model.lora import LoraConfig
+from ..model.offload import compute_device, on_device, place
 from ..model.scalar import ScalarModel
 from ..rl.advantages import gae, ppo_token_rewards
-from ..rl.engine import entropy_from_logits, forward_logprobs
+from ..rl.engine import entropy_from_logits, forward_logprobs, positions
 from ..rl.kl_control import kl_controller
 from ..rl.rewards import make_reward
 from ..rl.rollout import Rollout, collect
@@ -66,6 +71,11 @@ class PPOConfig:
     kl_horizon: float = opt(10000.0, "adaptive controller horizon (samples)")
     ensemble_penalty: float = opt(0.0, "subtract k x ensemble std from the reward (Coste et al. 2023)")
     max_grad_norm: float = opt(1.0, "gradient clipping")
+    share_value_backbone: bool = opt(False, "value head on the policy's own trunk (one backbone, two heads, one "
+                                            "optimizer): no separate value model in memory")
+    vf_coef: float = opt(0.1, "weight of the value loss added to the policy loss when the backbone is shared")
+    offload: bool = opt(False, "on CUDA, keep the reference and reward models on the CPU except while scoring a "
+                               "rollout; a no-op on CPU (every model is already there)")
 
 
 @dataclass
@@ -113,12 +123,18 @@ def run(cfg: Config) -> Path:
     out = prepare_out(cfg.out, cfg)
     t0 = time.time()
     prompts = load_prompts(cfg.rollout, cfg.seed, out)
-    tokenizer, policy, ref = load_policy_and_ref(cfg.model, cfg.lora)
-    value = load_value_model(cfg, policy)
-    reward = make_reward(cfg.reward)
     p = cfg.ppo
-    pol_opt = torch.optim.Adam(policy.parameters(), lr=p.lr, eps=1e-5)
-    val_opt = torch.optim.Adam(value.parameters(), lr=p.value_lr, eps=1e-5)
+    tokenizer, policy, ref = load_policy_and_ref(cfg.model, cfg.lora)
+    value = ScalarModel.sharing(policy) if p.share_value_backbone else load_value_model(cfg, policy)
+    if p.share_value_backbone and cfg.value_init:
+        say("ppo: --value_init is ignored: a shared value head starts fresh on the policy's trunk")
+    reward = make_reward(cfg.reward)
+    # Models used only to score rollouts (a LoRA reference is the policy itself, so it is not among them).
+    frozen = [m for m in (ref, *getattr(reward, "members", [])) if isinstance(m, torch.nn.Module)]
+    device = compute_device()
+    place([policy, value], device)
+    place(frozen, "cpu" if p.offload else device)
+    pol_opt, val_opt = optimizers(policy, value, p)
     kl_ctl = kl_controller(p.kl_coef, p.kl_target or None, p.kl_horizon)
     tracker = RLTracker(out, cfg.monitor, "ppo")
     stream = BatchStream(prompts, cfg.rollout.batch_prompts, cfg.seed)
@@ -127,7 +143,8 @@ def run(cfg: Config) -> Path:
     say(f"ppo: {len(prompts)} prompts, reward={cfg.reward}, β={p.kl_coef}"
         f"{' adaptive to ' + str(p.kl_target) if p.kl_target else ''}")
     for step in progress(range(1, p.steps + 1), desc="ppo"):
-        ro = collect(policy, ref, tokenizer, stream.next(), params, reward, gen, cfg.rollout.temperature)
+        with on_device(frozen, device):  # with --ppo.offload they visit the GPU only for this
+            ro = collect(policy, ref, tokenizer, stream.next(), params, reward, gen, cfg.rollout.temperature)
         adv, returns, old_values, kl_tok = advantages(ro, value, kl_ctl.value, cfg)
         metrics = update(policy, value, pol_opt, val_opt, ro, adv, returns, old_values, cfg, gen)
         kl = seq_kl(ro)
@@ -146,6 +163,17 @@ def run(cfg: Config) -> Path:
     return out / "model"
 
 
+def optimizers(policy, value: ScalarModel, p: PPOConfig):
+    """Separate Adams for policy and value (Huang et al. 2024); one Adam with a value-head group when the
+    backbone is shared (the trunk's parameters must be stepped once, by the joint loss)."""
+    if p.share_value_backbone:
+        groups = [{"params": list(policy.parameters()), "lr": p.lr},
+                  {"params": list(value.head.parameters()), "lr": p.value_lr}]
+        return torch.optim.Adam(groups, eps=1e-5), None
+    return (torch.optim.Adam(policy.parameters(), lr=p.lr, eps=1e-5),
+            torch.optim.Adam(value.parameters(), lr=p.value_lr, eps=1e-5))
+
+
 def _fmt(x) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
@@ -155,9 +183,10 @@ def advantages(ro: Rollout, value: ScalarModel, kl_coef: float, cfg: Config):
     """Per-token rewards -> GAE advantages (whitened) and returns; values at the state before each token."""
     P = ro.prompt_len
     values = value.values(ro.sequences, ro.attention_mask)[:, P - 1:-1] * ro.response_mask  # [B, R]
-    score = ro.score - cfg.ppo.ensemble_penalty * ro.score_std
+    dev = ro.logp.device  # scores and flags come back on the CPU; the log-probs stay on the policy's device
+    score = (ro.score - cfg.ppo.ensemble_penalty * ro.score_std).to(dev)
     rewards, kl_tok = ppo_token_rewards(score, ro.logp, ro.ref_logp, ro.response_mask, kl_coef,
-                                        eos_missing_penalty=cfg.rollout.eos_penalty, ended=ro.finished)
+                                        eos_missing_penalty=cfg.rollout.eos_penalty, ended=ro.finished.to(dev))
     adv, returns = gae(rewards, values, ro.response_mask, cfg.ppo.gamma, cfg.ppo.lam)
     adv = masked_whiten(adv, ro.response_mask) * ro.response_mask
     return adv, returns, values, kl_tok
@@ -172,18 +201,18 @@ def update(policy, value, pol_opt, val_opt, ro: Rollout, adv, returns, old_value
     for _ in range(p.epochs):
         for idx in batch_iter(len(ro.prompts), p.minibatch, gen):
             seq, attn, mask = ro.sequences[idx], ro.attention_mask[idx], ro.response_mask[idx]
-            logp, logits = forward_logprobs(policy, seq, attn, P, T)
-            pg_loss, clipfrac, approx_kl = ppo_clip(logp, ro.logp[idx], adv[idx], mask, p.clip)
-            pol_opt.zero_grad(set_to_none=True)
-            pg_loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), p.max_grad_norm)
-            pol_opt.step()
-            v = value.values(seq, attn)[:, P - 1:-1]
-            v_loss, v_clipfrac = value_clip(v, old_values[idx], returns[idx], mask, p.value_clip)
-            val_opt.zero_grad(set_to_none=True)
-            v_loss.backward()
-            torch.nn.utils.clip_grad_norm_(value.parameters(), p.max_grad_norm)
-            val_opt.step()
+            if val_opt is None:  # shared backbone: one forward feeds both heads, one step on the joint loss
+                logp, logits, v = logprobs_and_values(policy, value, seq, attn, P, T)
+                pg_loss, clipfrac, approx_kl = ppo_clip(logp, ro.logp[idx], adv[idx], mask, p.clip)
+                v_loss, v_clipfrac = value_clip(v, old_values[idx], returns[idx], mask, p.value_clip)
+                _step(pol_opt, pg_loss + p.vf_coef * v_loss, pol_opt.param_groups, p.max_grad_norm)
+            else:  # policy then value, so only one model's activations are alive at a time
+                logp, logits = forward_logprobs(policy, seq, attn, P, T)
+                pg_loss, clipfrac, approx_kl = ppo_clip(logp, ro.logp[idx], adv[idx], mask, p.clip)
+                _step(pol_opt, pg_loss, pol_opt.param_groups, p.max_grad_norm)
+                v = value.values(seq, attn)[:, P - 1:-1]
+                v_loss, v_clipfrac = value_clip(v, old_values[idx], returns[idx], mask, p.value_clip)
+                _step(val_opt, v_loss, val_opt.param_groups, p.max_grad_norm)
             with torch.no_grad():
                 ent = masked_mean(entropy_from_logits(logits), mask)
             for k, val in dict(policy_loss=pg_loss, value_loss=v_loss, clipfrac=clipfrac, approx_kl=approx_kl,
@@ -193,6 +222,26 @@ def update(policy, value, pol_opt, val_opt, ro: Rollout, adv, returns, old_value
     out = {k: v / max(n, 1) for k, v in sums.items()}
     out["explained_variance"] = explained_variance(old_values, returns, ro.response_mask)
     return out
+
+
+def _step(opt, loss, groups, max_norm: float) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([q for g in groups for q in g["params"]], max_norm)
+    opt.step()
+
+
+def logprobs_and_values(policy, value: ScalarModel, seq, attn, P: int, T: float):
+    """Response log-probs [B, R], logits [B, R, V] and values [B, R] from one pass of the shared trunk.
+
+    The LM head is applied to the trunk's last hidden state, as a Llama/GPT-2 forward does (forward_logprobs'
+    log-probs, to float rounding: tests/stages/test_ppo_memory.py); the value head reads the same states."""
+    h = value.backbone(input_ids=seq, attention_mask=attn, position_ids=positions(attn)).last_hidden_state
+    h = h[:, P - 1:-1]  # the states that predict each response token
+    lm_head = (policy.get_base_model() if hasattr(policy, "get_base_model") else policy).get_output_embeddings()
+    logits = lm_head(h).float() / max(T, 1e-6)
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, seq[:, P:, None]).squeeze(-1)
+    return logp, logits, value.head(h).squeeze(-1)
 
 
 def explained_variance(values, returns, mask) -> float:
