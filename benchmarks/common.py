@@ -213,6 +213,15 @@ def trl_args(config_cls, out: Path, steps: int, batch_size: int, lr: float, **kw
     return config_cls(**{**settings, **kw})
 
 
+def train_peer(trainer) -> dict:
+    """Train a `recording` peer trainer quietly; its per-step losses and the peak RSS of training."""
+    trainer.bench_losses = []
+    quiet(trainer)
+    reset_peak_rss()
+    trainer.train()
+    return {"losses": [float(x) for x in trainer.bench_losses], "rss": peak_rss_mb()}
+
+
 def quiet(trainer):
     """Drop transformers' stdout printer (it prints the log dict every logging step)."""
     from transformers.trainer_callback import PrinterCallback

@@ -60,15 +60,10 @@ def run_trl(model, ref, tok, pairs, s: dict, out: Path, units: list[int]) -> dic
                       precompute_ref_log_probs=True, precompute_ref_batch_size=32, max_length=None,
                       logging_steps=10)
     clock = C.Clock()
-    C.reset_peak_rss()
     trainer = C.recording(trl.DPOTrainer)(model=model, ref_model=ref, args=args, processing_class=tok,
                                           train_dataset=datasets.Dataset.from_list(rows),
                                           callbacks=[C.hf_clock(clock)])
-    trainer.bench_losses = []
-    C.quiet(trainer)
-    trainer.train()
-    return {"rate": clock.rate(units, s["warmup"]), "losses": [float(x) for x in trainer.bench_losses],
-            "rss": C.peak_rss_mb()}
+    return {"rate": clock.rate(units, s["warmup"]), **C.train_peer(trainer)}
 
 
 def run(ctx: C.Ctx) -> list[dict]:

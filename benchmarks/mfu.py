@@ -80,12 +80,7 @@ def run_hf(model, tok, blocks, s: dict, out: Path) -> dict:
     args = C.trl_args(TrainingArguments, out, s["steps"], s["batch"], LR, logging_steps=10)
     clock = C.Clock()
     trainer = C.recording(Trainer)(model=model, args=args, train_dataset=data, callbacks=[C.hf_clock(clock)])
-    trainer.bench_losses = []
-    C.quiet(trainer)
-    C.reset_peak_rss()
-    trainer.train()
-    return {"rate": clock.rate([1.0] * s["steps"], s["warmup"]),
-            "losses": [float(x) for x in trainer.bench_losses], "rss": C.peak_rss_mb()}
+    return {"rate": clock.rate([1.0] * s["steps"], s["warmup"]), **C.train_peer(trainer)}
 
 
 def run(ctx: C.Ctx) -> list[dict]:

@@ -80,12 +80,7 @@ def run_trl(model, tok, pairs, s: dict, out: Path, units: list[int]) -> dict:
     trainer = C.recording(trl.RewardTrainer)(model=model, args=args, processing_class=tok,
                                              train_dataset=datasets.Dataset.from_list(rows),
                                              callbacks=[C.hf_clock(clock)])
-    trainer.bench_losses = []
-    C.quiet(trainer)
-    C.reset_peak_rss()
-    trainer.train()
-    return {"rate": clock.rate(units, s["warmup"]), "losses": [float(x) for x in trainer.bench_losses],
-            "rss": C.peak_rss_mb()}
+    return {"rate": clock.rate(units, s["warmup"]), **C.train_peer(trainer)}
 
 
 def run(ctx: C.Ctx) -> list[dict]:

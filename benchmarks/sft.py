@@ -56,13 +56,8 @@ def run_trl(model, tok, convs, s: dict, out: Path, tokens: list[int]) -> dict:
     clock = C.Clock()
     trainer = C.recording(trl.SFTTrainer)(model=model, args=args, processing_class=tok,
                                           train_dataset=datasets.Dataset.from_list(rows), callbacks=[C.hf_clock(clock)])
-    trainer.bench_losses = []
-    C.quiet(trainer)
-    C.reset_peak_rss()
-    trainer.train()
     # Same rows in the same order and the same padding: the same token counts per step as rlhfkit's.
-    return {"rate": clock.rate(tokens, s["warmup"]), "losses": [float(x) for x in trainer.bench_losses],
-            "rss": C.peak_rss_mb()}
+    return {"rate": clock.rate(tokens, s["warmup"]), **C.train_peer(trainer)}
 
 
 def run(ctx: C.Ctx) -> list[dict]:

@@ -113,12 +113,16 @@ def collate_packed(batch: list[tuple[list[int], list[int]]], pad_id: int):
     so the same loss; `lm_step` keeps each conversation's attention and positions to itself."""
     T = max(len(ids) for ids, _ in batch)
     rows: list[list[int]] = []
+    used: list[int] = []  # tokens already in each row
     for i in sorted(range(len(batch)), key=lambda i: -len(batch[i][0])):
-        row = next((r for r in rows if sum(len(batch[j][0]) for j in r) + len(batch[i][0]) <= T), None)
-        if row is None:
+        n = len(batch[i][0])
+        r = next((r for r, u in enumerate(used) if u + n <= T), None)
+        if r is None:
             rows.append([i])
+            used.append(n)
         else:
-            row.append(i)
+            rows[r].append(i)
+            used[r] += n
     ids, mask, attn = (torch.full((len(rows), T), v, dtype=torch.long) for v in (pad_id, 0, 0))
     seg = torch.zeros((len(rows), T), dtype=torch.long)
     for r, members in enumerate(rows):
