@@ -73,6 +73,24 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
 
 
+class Bundle:
+    """Several stateful objects (optimizers, small modules) checkpointed as one, where `save_state` takes one
+    optimizer: PPO's policy and value optimizers and its value model travel together. None parts are left out."""
+
+    def __init__(self, **parts):
+        self.parts = {k: v for k, v in parts.items() if v is not None}
+
+    def state_dict(self) -> dict:
+        return {k: v.state_dict() for k, v in self.parts.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.keys() != self.parts.keys():
+            raise RuntimeError(f"checkpoint holds {sorted(state)}, this run needs {sorted(self.parts)}: "
+                               "it was written with other options")
+        for k, v in self.parts.items():
+            v.load_state_dict(state[k])
+
+
 def save_model(model, tokenizer, out: str | Path, extra: Callable[[Path], None] | None = None) -> Path:
     """Save an HF model folder (safetensors) + tokenizer atomically."""
 

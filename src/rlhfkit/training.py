@@ -119,6 +119,21 @@ def _row_step(line: str) -> float:
         return math.inf
 
 
+def drop_metrics_after(path: Path, after: float) -> None:
+    """Forget metrics rows logged after the checkpoint by a killed run: those steps are redone on resume,
+    and keeping both copies would give metrics.jsonl two rows per step."""
+    if not path.exists() or not is_main_process():
+        return
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = list(lines)
+    while kept and _row_step(kept[-1]) > after:  # only the trailing rows
+        kept.pop()
+    if len(kept) < len(lines):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, path)
+
+
 class Trainer:
     """One optimizer step at a time: `step(loss_fn, batches)` runs grad_accum micro-batches.
 
@@ -149,7 +164,7 @@ class Trainer:
     def resume(self, stream: BatchStream | None = None) -> bool:
         path = checkpoint.recover(self.out / "ckpt")
         if path is None:  # killed before its first checkpoint: everything it logged is redone
-            self._drop_lost_metrics(after=-math.inf)
+            drop_metrics_after(self.logger.path, -math.inf)
             return False
         state = checkpoint.load_state(path, self.model, self.optimizer, self.scheduler)
         self.step_count = state["step"]
@@ -157,24 +172,9 @@ class Trainer:
         self.resumed_extra = state["extra"]
         if stream is not None and state["data"]:
             stream.load(state["data"])
-        self._drop_lost_metrics(after=self.step_count)
+        drop_metrics_after(self.logger.path, self.step_count)
         say(f"resumed from {path} at step {self.step_count}")
         return True
-
-    def _drop_lost_metrics(self, after: float) -> None:
-        """Forget metrics rows logged after the checkpoint by the killed run: those steps are redone, and
-        keeping both copies would give metrics.jsonl two rows per step."""
-        path = self.logger.path
-        if not path.exists() or not is_main_process():
-            return
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-        kept = list(lines)
-        while kept and _row_step(kept[-1]) > after:  # only the trailing rows
-            kept.pop()
-        if len(kept) < len(lines):
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text("".join(line + "\n" for line in kept))
-            os.replace(tmp, path)
 
     def step(self, loss_fn: Callable, batches: list) -> dict:
         self.model.train()

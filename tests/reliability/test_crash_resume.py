@@ -12,8 +12,9 @@ checkpoint a correct resume must use (`checkpoint.recover`: the complete `ckpt`,
 Kill points are drawn from RLHFKIT_KILL_SEED (random when unset; the seed is in every failure message).
 
 Tolerance: resumed runs redo the same float32 arithmetic in the same order on one thread, so weights are
-compared with atol=1e-6, rtol=1e-5 (observed: bit-identical). Stages without `--resume` (reward, ppo,
-grpo, rloo) restart from scratch after a kill; `rlhfkit run` killed anywhere is test_run_kill.py.
+compared with atol=1e-6, rtol=1e-5 (observed: bit-identical). The reward stage's resume is in
+tests/stages/test_reward.py, PPO's and GRPO's in test_rl_crash_resume.py, and `rlhfkit run` killed anywhere
+in test_run_kill.py.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Crash anywhere, lose nothing, for `rlhfkit run` itself: SIGKILL the whole ci recipe at random moments
 (inside whichever stage is running then), rerun the same command, and require what an uninterrupted run
 gives — the same eval numbers, bit-identical policy weights, finished stages reused rather than redone,
-and one metrics row per step in every stage (a killed stage is recomputed from scratch, so its old rows
-and its stale summary must not survive).
+and one metrics row per step in every stage (a killed stage continues from its last checkpoint, or starts
+over when it had none, so the rows it logged after that point and any stale summary must not survive).
 
 Kill moments are drawn from RLHFKIT_KILL_SEED (random when unset; the seed is in every failure message).
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -19,7 +20,9 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from .conftest import kill, run_to_end, spawn
+from rlhfkit import checkpoint
+
+from .conftest import kill, run_to_end, spawn, wait_until
 
 SEED = int(os.environ.get("RLHFKIT_KILL_SEED", random.SystemRandom().randrange(10**6)))
 STAGES = ("pretrain", "sft", "reward", "ppo")
@@ -58,8 +61,16 @@ def test_run_survives_kills_and_matches_an_uninterrupted_run(tmp_path, record_pr
             kill(proc)
             kills.append(round(frac, 2))
         start = frac
+    ppo_resumes = not (out / "ppo" / "summary.json").exists()
+    if ppo_resumes:  # one more kill once PPO has a checkpoint (ci: every 2 of its 4 steps): it must continue
+        proc = spawn(run_args(out), tmp_path / "kill_ppo.log")
+        wait_until(lambda: checkpoint.is_complete(out / "ppo" / "ckpt"), proc, tmp_path / "kill_ppo.log", timeout=600)
+        kill(proc)
+        kills.append("ppo checkpoint")
     final = run_to_end(run_args(out), tmp_path / "final.log", timeout=600)
     assert final.returncode == 0, f"seed {SEED}: {final.stdout[-2000:]}"
+    if ppo_resumes:
+        assert re.search(r"resumed from \S*ppo/ckpt at step 2", final.stdout), f"seed {SEED}: {final.stdout[-2000:]}"
 
     assert eval_numbers(out) == eval_numbers(ref), f"seed {SEED}"
     a, b = policy_weights(ref), policy_weights(out)
@@ -72,4 +83,6 @@ def test_run_survives_kills_and_matches_an_uninterrupted_run(tmp_path, record_pr
                             if '"step"' in line)
         assert steps == ref_steps, f"seed {SEED}: {stage} logged {steps} vs {ref_steps}"
     assert kills, f"seed {SEED}: no attempt was still running when its kill came"
+    resumed = sum("resumed from" in p.read_text() for p in [*tmp_path.glob("kill*.log"), tmp_path / "final.log"])
     record_property("run_kill_points", len(kills))
+    print(f"\nrlhfkit run (seed {SEED}): killed at {kills} of the run time; {resumed} attempts resumed a stage")

@@ -113,3 +113,24 @@ def test_ppo_offload_on_cpu_leaves_every_model_where_it_was(lm_dir, tiny_data, t
     # The reference (the reward here is a plain function: no model) visits the compute device, the CPU.
     assert visits == [(["LlamaForCausalLM"], "cpu")] * 2
     assert abs(rows[0]["kl"]) < 1e-6 and len(rows) == 2
+
+
+def test_resume_with_lora_and_a_shared_value_head(lm_dir, tiny_data, tmp_path, monkeypatch):
+    """The memory options checkpoint what they hold: LoRA adapters only (the base comes from --model) and
+    the value head only (its trunk is the policy's). A run stopped after its step-2 checkpoint and resumed
+    ends with the uninterrupted run's adapters. (Kills of default PPO: tests/reliability.)"""
+    from safetensors.torch import load_file
+
+    from rlhfkit.stages import ppo
+
+    monkeypatch.setattr(ppo, "make_reward", lambda spec: _length_reward)
+    opts = ("--ppo.share_value_backbone", "--lora.r=4", "--ppo.save_every=2")
+    ref = _ppo(ppo, lm_dir, tiny_data["prompts"], tmp_path / "ref", *opts, "--ppo.steps=4")
+    _ppo(ppo, lm_dir, tiny_data["prompts"], tmp_path / "run", *opts, "--ppo.steps=2")
+    (tmp_path / "run" / "metrics.jsonl").open("a").write(json.dumps({"step": 3, "lost": True}) + "\n")
+    got = _ppo(ppo, lm_dir, tiny_data["prompts"], tmp_path / "run", *opts, "--ppo.steps=4", "--resume")
+    assert [r["step"] for r in got] == [1, 2, 3, 4]  # the killed attempt's step-3 row was dropped
+    assert [r["policy_loss"] for r in got] == [r["policy_loss"] for r in ref]
+    a, b = (load_file(str(tmp_path / d / "ckpt" / "model" / "adapter_model.safetensors")) for d in ("ref", "run"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not any("base_layer" in k for k in a)  # adapters only

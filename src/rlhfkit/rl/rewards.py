@@ -2,12 +2,15 @@
 
 - a reward-model folder (one member or an ensemble; spread = ensemble std, Coste et al. 2023),
 - `gold`: the built-in world's judge (for measurement and "RL with the true reward" baselines),
-- `module.path:function`: any Python function `f(prompts, responses) -> list[float]`.
+- `module.path:function`: any Python function `f(prompts, responses) -> list[float]`, imported as
+  `uvicorn app:app` imports: the current directory comes first on the import path.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +26,8 @@ def make_reward(spec: str) -> RewardFn:
         return _plain(reward_fn)
     if ":" in spec and not Path(spec).exists():
         module, _, name = spec.partition(":")
+        if os.getcwd() not in sys.path:  # `python -m` puts it there; a console script or runner does not
+            sys.path.insert(0, os.getcwd())
         try:
             fn = getattr(importlib.import_module(module), name)
         except (ImportError, AttributeError) as e:

@@ -1,19 +1,23 @@
 """What the RL stages (PPO, GRPO, RLOO) share: rollout/monitor config groups, prompt loading, the
-policy + frozen reference, per-step monitoring, keeping the best-by-gold policy, and the final save."""
+policy + frozen reference, per-step monitoring, keeping the best-by-gold policy, and resumable
+checkpoints (`save_checkpoint` / `resume`)."""
 
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ..common import MetricsLogger, StageError, say, world
+from .. import checkpoint
+from ..common import MetricsLogger, StageError, is_main_process, say, world
 from ..config import opt
 from ..rl.engine import SamplingParams
 from ..rl.monitors import OveroptimizationMonitor, cross_prompt_repeats
 from ..rl.rollout import Rollout
+from ..training import BatchStream, drop_metrics_after
 
 
 @dataclass
@@ -106,6 +110,16 @@ class RLTracker:
             say(f"step {step}: ALARM {alarm}")
         return bool(alarm) and self.mcfg.on_alarm == "stop"
 
+    def state(self) -> dict:
+        """Everything a resumed run needs to log, alarm and keep the best policy as an uninterrupted one."""
+        return {"history": self.history, "monitor": dict(vars(self.monitor)), "best_gold": self.best_gold,
+                "best_step": self.best_step, "best_state": self.best_state}
+
+    def load(self, state: dict) -> None:
+        self.history, self.best_gold, self.best_step = state["history"], state["best_gold"], state["best_step"]
+        self.best_state = state["best_state"]
+        vars(self.monitor).update(state["monitor"])
+
     def summary(self, last: int = 5) -> dict:
         tail = self.history[-last:] or [{}]
 
@@ -126,6 +140,33 @@ class RLTracker:
         if use_best:
             say(f"keeping the best-by-gold policy from step {self.best_step} (gold {self.best_gold:.3f})")
             policy.load_state_dict(self.best_state)
+
+
+def save_checkpoint(out: Path, step: int, policy, tokenizer, state: checkpoint.Bundle, stream: BatchStream,
+                    gen: torch.Generator, tracker: RLTracker, **extra) -> None:
+    """OUT/ckpt after `step`: the policy (adapters only under LoRA), `state` (optimizers, value model), the
+    prompt stream's position, the sampling generator, RNGs, the tracker (history, monitor, best policy) and
+    `extra` (e.g. PPO's adaptive β). Written atomically (checkpoint.atomic_dir)."""
+    if is_main_process():
+        checkpoint.save_state(out / "ckpt", policy, tokenizer, state, None, step, stream.state(),
+                              extra={"generator": gen.get_state(), "tracker": tracker.state(), **extra})
+
+
+def resume(out: Path, policy, state: checkpoint.Bundle, stream: BatchStream, gen: torch.Generator,
+           tracker: RLTracker) -> tuple[int, dict]:
+    """Restore what `save_checkpoint` wrote; returns (steps done, extra). (0, {}) when there is no complete
+    checkpoint, after dropping the killed attempt's metrics rows, since every step is redone."""
+    path = checkpoint.recover(out / "ckpt")
+    if path is None:
+        drop_metrics_after(tracker.logger.path, -math.inf)
+        return 0, {}
+    saved = checkpoint.load_state(path, policy, state, None)
+    stream.load(saved["data"])
+    gen.set_state(saved["extra"]["generator"])
+    tracker.load(saved["extra"]["tracker"])
+    drop_metrics_after(tracker.logger.path, saved["step"])
+    say(f"resumed from {path} at step {saved['step']}")
+    return saved["step"], saved["extra"]
 
 
 def seq_kl(ro: Rollout) -> float:

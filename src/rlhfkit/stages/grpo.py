@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from .. import checkpoint
 from ..common import prepare_out, progress, say, seed_everything, set_threads, write_json
 from ..config import group, opt
 from ..losses import grpo_loss, masked_mean
@@ -25,8 +26,8 @@ from ..rl.rewards import make_reward
 from ..rl.rollout import collect
 from ..training import BatchStream
 from ._lm import save_final
-from ._rl import (MonitorConfig, RLTracker, RolloutConfig, batch_iter, load_policy_and_ref, load_prompts,
-                  sampling_params, seq_kl)
+from ._rl import (MonitorConfig, RLTracker, RolloutConfig, batch_iter, load_policy_and_ref, load_prompts, resume,
+                  sampling_params, save_checkpoint, seq_kl)
 
 
 @dataclass
@@ -47,6 +48,7 @@ class GroupConfig:
                      choices=("seq", "token"))
     eos_penalty: float = opt(1.0, "subtracted from the reward of responses that never end")
     max_grad_norm: float = opt(1.0, "gradient clipping")
+    save_every: int = opt(10, "write a resumable checkpoint to OUT/ckpt every N steps (0 = never)")
 
 
 @dataclass
@@ -59,11 +61,12 @@ class Config:
     grpo: GroupConfig = group(GroupConfig)
     monitor: MonitorConfig = group(MonitorConfig)
     lora: LoraConfig = group(LoraConfig)
+    resume: bool = opt(False, "continue from OUT/ckpt if a complete checkpoint is there")
 
 
 PRESETS = {
     "ci": {"rollout": {"world_size": "ci", "batch_prompts": 4, "max_new_tokens": 24},
-           "grpo": {"steps": 4, "group_size": 4, "minibatch": 16}},
+           "grpo": {"steps": 4, "group_size": 4, "minibatch": 16, "save_every": 2}},
     "tiny": {"rollout": {"world_size": "tiny", "batch_prompts": 16, "max_new_tokens": 40},
              "grpo": {"steps": 60, "group_size": 8, "minibatch": 32}},
     "small": {"rollout": {"world_size": "small", "batch_prompts": 32, "max_new_tokens": 48},
@@ -85,8 +88,10 @@ def run(cfg: Config, stage: str = "grpo") -> Path:
     stream = BatchStream(prompts, cfg.rollout.batch_prompts, cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     params = sampling_params(cfg.rollout)
+    state = checkpoint.Bundle(optimizer=optimizer)
+    done, _ = resume(out, policy, state, stream, gen, tracker) if cfg.resume else (0, {})
     say(f"{stage}: {len(prompts)} prompts x {g.group_size} samples, baseline={g.baseline}, reward={cfg.reward}")
-    for step in progress(range(1, g.steps + 1), desc=stage):
+    for step in progress(range(done + 1, g.steps + 1), desc=stage):
         batch = [p for p in stream.next() for _ in range(g.group_size)]
         ro = collect(policy, ref, tokenizer, batch, params, reward, gen, cfg.rollout.temperature)
         r = ro.score - g.eos_penalty * (~ro.finished).float()
@@ -95,6 +100,8 @@ def run(cfg: Config, stage: str = "grpo") -> Path:
         if tracker.step(step, ro, seq_kl(ro), metrics, policy):
             say(f"{stage}: stopping at step {step} on the overoptimisation alarm")
             break
+        if g.save_every and step % g.save_every == 0:
+            save_checkpoint(out, step, policy, tokenizer, state, stream, gen, tracker)
     tracker.finalize(policy)
     save_final(policy, tokenizer, out)
     summary = {**tracker.summary(), "wall_s": round(time.time() - t0, 1)}

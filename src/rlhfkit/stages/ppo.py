@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from .. import checkpoint
 from ..common import prepare_out, progress, say, seed_everything, set_threads, write_json
 from ..config import group, opt
 from ..losses import masked_mean, masked_whiten, ppo_clip, value_clip
@@ -49,8 +50,8 @@ from ..rl.rewards import make_reward
 from ..rl.rollout import Rollout, collect
 from ..training import BatchStream
 from ._lm import save_final
-from ._rl import (MonitorConfig, RLTracker, RolloutConfig, batch_iter, load_policy_and_ref, load_prompts,
-                  sampling_params, seq_kl)
+from ._rl import (MonitorConfig, RLTracker, RolloutConfig, batch_iter, load_policy_and_ref, load_prompts, resume,
+                  sampling_params, save_checkpoint, seq_kl)
 
 
 @dataclass
@@ -76,6 +77,7 @@ class PPOConfig:
     vf_coef: float = opt(0.1, "weight of the value loss added to the policy loss when the backbone is shared")
     offload: bool = opt(False, "on CUDA, keep the reference and reward models on the CPU except while scoring a "
                                "rollout; a no-op on CPU (every model is already there)")
+    save_every: int = opt(10, "write a resumable checkpoint to OUT/ckpt every N steps (0 = never)")
 
 
 @dataclass
@@ -90,11 +92,12 @@ class Config:
     ppo: PPOConfig = group(PPOConfig)
     monitor: MonitorConfig = group(MonitorConfig)
     lora: LoraConfig = group(LoraConfig)
+    resume: bool = opt(False, "continue from OUT/ckpt if a complete checkpoint is there")
 
 
 PRESETS = {
     "ci": {"rollout": {"world_size": "ci", "batch_prompts": 16, "max_new_tokens": 24},
-           "ppo": {"steps": 4, "epochs": 2, "minibatch": 8}},
+           "ppo": {"steps": 4, "epochs": 2, "minibatch": 8, "save_every": 2}},
     # Measured on the built-in world (README, "Results"): lr 5e-5 / β 0.05 reached 8 nats of KL by step 38;
     # lr 2e-5 / β 0.1 keeps KL near 2 nats; β 0.2 did not stop the drift into refusing everything.
     "tiny": {"rollout": {"world_size": "tiny", "batch_prompts": 64, "max_new_tokens": 40},
@@ -140,9 +143,13 @@ def run(cfg: Config) -> Path:
     stream = BatchStream(prompts, cfg.rollout.batch_prompts, cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     params = sampling_params(cfg.rollout)
+    state = checkpoint.Bundle(policy_opt=pol_opt, value_opt=val_opt,
+                              value=value.head if p.share_value_backbone else value)
+    done, extra = resume(out, policy, state, stream, gen, tracker) if cfg.resume else (0, {})
+    kl_ctl.value = extra.get("kl_coef", kl_ctl.value)
     say(f"ppo: {len(prompts)} prompts, reward={cfg.reward}, β={p.kl_coef}"
         f"{' adaptive to ' + str(p.kl_target) if p.kl_target else ''}")
-    for step in progress(range(1, p.steps + 1), desc="ppo"):
+    for step in progress(range(done + 1, p.steps + 1), desc="ppo"):
         with on_device(frozen, device):  # with --ppo.offload they visit the GPU only for this
             ro = collect(policy, ref, tokenizer, stream.next(), params, reward, gen, cfg.rollout.temperature)
         adv, returns, old_values, kl_tok = advantages(ro, value, kl_ctl.value, cfg)
@@ -153,6 +160,8 @@ def run(cfg: Config) -> Path:
         if tracker.step(step, ro, kl, metrics, policy):
             say(f"ppo: stopping at step {step} on the overoptimisation alarm")
             break
+        if p.save_every and step % p.save_every == 0:
+            save_checkpoint(out, step, policy, tokenizer, state, stream, gen, tracker, kl_coef=kl_ctl.value)
     tracker.finalize(policy)
     save_final(policy, tokenizer, out)
     summary = {**tracker.summary(), "wall_s": round(time.time() - t0, 1)}

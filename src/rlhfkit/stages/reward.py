@@ -82,7 +82,7 @@ class Config:
 
 
 PRESETS = {
-    "ci": {"optim": {"max_steps": 40, "batch_size": 8, "lr": 1e-3, "eval_every": 10}},
+    "ci": {"optim": {"max_steps": 40, "batch_size": 8, "lr": 1e-3, "eval_every": 10, "save_every": 20}},
     "tiny": {"optim": {"max_steps": 300, "batch_size": 16, "lr": 3e-4, "eval_every": 25}},
     "small": {"optim": {"max_steps": 800, "batch_size": 32, "lr": 1e-4, "eval_every": 50}},
 }

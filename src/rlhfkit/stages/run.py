@@ -7,8 +7,9 @@
 
 world -> pretrain -> sft -> rankings (candidates from SFT, ranked by annotators, quality control) ->
 reward -> ppo|grpo|rloo|dpo|best-of-n -> eval -> report. Each stage writes RUN/<stage>/ with its
-config.yaml; a stage whose folder holds a finished output for the same config is reused, so a rerun
-after a crash, or after changing a downstream setting, does not redo upstream work.
+config.yaml; a stage whose folder holds a finished output for the same config is reused, and one that was
+killed part-way with the same config continues from its last checkpoint (`--resume`), so a rerun after a
+crash, or after changing a downstream setting, does not redo upstream work.
 """
 
 from __future__ import annotations
@@ -140,19 +141,24 @@ def sub_stage(name: str, cfg: Config, run_dir: Path, force: bool, wiring: dict) 
     config_mod.apply(sc, user)
     config_mod.apply(sc, {"out": str(run_dir / name), "seed": cfg.seed, **wiring})
     out = Path(sc.out)
-    if not force and reusable(out, sc):
-        say(f"{name}: reusing {out} (same config, finished)")
-        return _deliverable(out)
+    if not force and same_config(out, sc):
+        if (out / "summary.json").exists():
+            say(f"{name}: reusing {out} (same config, finished)")
+            return _deliverable(out)
+        if hasattr(sc, "resume"):  # an earlier attempt was killed: continue from its checkpoint, if any
+            sc.resume = True
     return Path(module.run(sc))
 
 
-def reusable(out: Path, sc) -> bool:
+def same_config(out: Path, sc) -> bool:
+    """Whether OUT/config.yaml was written for this config (whether that attempt resumed does not matter)."""
     import yaml
 
-    cfg_file, done = out / "config.yaml", out / "summary.json"
-    if not (cfg_file.exists() and done.exists()):
+    cfg_file = out / "config.yaml"
+    if not cfg_file.exists():
         return False
-    return yaml.safe_load(cfg_file.read_text()) == config_mod.to_dict(sc)
+    drop = lambda d: {k: v for k, v in (d or {}).items() if k != "resume"}  # noqa: E731
+    return drop(yaml.safe_load(cfg_file.read_text())) == drop(config_mod.to_dict(sc))
 
 
 def _deliverable(out: Path) -> Path:
