@@ -22,7 +22,7 @@ import torch
 from .conftest import run_to_end
 from .test_crash_resume import SEED, TOL, Kill, _record, assert_same_run, crash_chain, weights
 
-REWARD = "tests.reliability._rewards:vowels"
+REWARD = "tests._rewards:vowels"
 COMMON = ["--preset", "ci", "--rollout.world_size=ci", "--rollout.max_new_tokens=12", "--monitor.on_alarm=keep_best"]
 
 

@@ -51,9 +51,12 @@ class ScalarModel(nn.Module):
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos)
         return self.head(out.last_hidden_state).squeeze(-1)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Raw score [B] at the last non-pad token (works with left or right padding)."""
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, per_token: bool = False) -> torch.Tensor:
+        """Raw score [B] at the last non-pad token (works with left or right padding); with `per_token`, the
+        values [B, T] (for PPO's value model run through a DDP wrapper, which calls forward)."""
         values = self.values(input_ids, attention_mask)
+        if per_token:
+            return values
         idx = last_token_index(attention_mask)
         return values.gather(1, idx[:, None]).squeeze(1)
 

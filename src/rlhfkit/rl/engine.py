@@ -126,14 +126,18 @@ def _uniforms(n: int, generator: torch.Generator | None, device) -> torch.Tensor
 
 @torch.no_grad()
 def generate(model, prompts: list[list[int]], params: SamplingParams, eos_id: int, pad_id: int,
-             generator: torch.Generator | None = None) -> Samples:
-    """Sample continuations for a batch of prompt id lists."""
+             generator: torch.Generator | None = None, span: tuple[int, int] | None = None) -> Samples:
+    """Sample continuations for a batch of prompt id lists.
+
+    `span` = (offset, total): these prompts are rows offset.. of a batch of `total` sharded across processes
+    (rl/distributed.py); each step draws `total` uniforms and uses these rows', as one process would."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     ids, mask = left_pad(prompts, pad_id, device)
     B, P = ids.shape
     R = params.max_new_tokens
+    offset, total = span or (0, B)
     decoder = StaticDecoder.build(model, B, P + R) or HFDecoder(model)
     tokens = torch.full((B, R), pad_id, dtype=torch.long, device=device)
     logps = torch.zeros((B, R), device=device)
@@ -145,7 +149,7 @@ def generate(model, prompts: list[list[int]], params: SamplingParams, eos_id: in
     for t in range(R):
         # One uniform per batch row every step, whichever rows are still decoded: a row's draws do not
         # depend on which other rows have been dropped, so dropping finished rows changes no token.
-        u = None if params.greedy else _uniforms(B, generator, device)
+        u = None if params.greedy else _uniforms(total, generator, device)[offset:offset + B]
         tok, logp = _sample(logits, params, None if u is None else u[rows])
         ended = done[rows]  # finished before this step: emit padding
         tok.masked_fill_(ended, pad_id)

@@ -36,8 +36,15 @@ class Rollout:
 @torch.no_grad()
 def collect(policy, ref, tokenizer, prompts: list[str], params: SamplingParams, reward: RewardFn,
             generator: torch.Generator, temperature: float) -> Rollout:
+    """This process's share of a step's experience (the prompts it was given). The sampling generator is
+    seeded afresh from `generator` at every call, so one draw is taken from `generator` per step whatever
+    the responses' lengths, on every process alike (rl/distributed.py)."""
+    from .distributed import row_span
+
     ids = [render_prompt(tokenizer, p) for p in prompts]
-    s = generate(policy, ids, params, tokenizer.eos_token_id, tokenizer.pad_token_id, generator)
+    sampler = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+    s = generate(policy, ids, params, tokenizer.eos_token_id, tokenizer.pad_token_id, sampler,
+                 span=row_span(len(ids)))
     # Recompute log-probs with a full forward: the trainer's forward must give ratio 1 at the start
     # (incremental KV-cache decoding can differ in the last bits).
     mask = s.response_mask.float()

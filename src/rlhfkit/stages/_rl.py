@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from .. import checkpoint
-from ..common import MetricsLogger, StageError, is_main_process, say, world
+from ..common import MetricsLogger, StageError, is_main_process, main_process_first, say
 from ..config import opt
 from ..rl.engine import SamplingParams
 from ..rl.monitors import OveroptimizationMonitor, cross_prompt_repeats
@@ -53,7 +53,8 @@ def load_prompts(rcfg: RolloutConfig, seed: int, out: Path) -> list[str]:
     if path == "world":
         from ..world import export
 
-        path = export(out / "world", seed=seed, size=rcfg.world_size)["rl"]
+        with main_process_first():  # the main process writes the built-in world's files, then the others read
+            path = export(out / "world", seed=seed, size=rcfg.world_size)["rl"]
     prompts = [r.prompt for r in load(path)]
     if not prompts:
         raise StageError(f"{path}: no prompts")
@@ -66,9 +67,6 @@ def load_policy_and_ref(model_dir: str, lora_cfg=None):
     from ..model import lora
     from ..model.causal_lm import load_causal_lm
 
-    if world()[1] > 1:  # each rank would train its own policy on its own slice of the prompts
-        raise StageError("the RL stages run as one process for now (rollouts are not sharded across ranks yet); "
-                         "launch without torchrun / accelerate launch")
     tokenizer = load_tokenizer(model_dir)
     policy = lora.apply(load_causal_lm(model_dir), lora_cfg)
     if lora.is_lora(policy):

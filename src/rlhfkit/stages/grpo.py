@@ -16,11 +16,12 @@ from pathlib import Path
 import torch
 
 from .. import checkpoint
-from ..common import prepare_out, progress, say, seed_everything, set_threads, write_json
+from ..common import prepare_out, progress, say, seed_everything, set_threads, world, write_json
 from ..config import group, opt
 from ..losses import grpo_loss, masked_mean
 from ..model.lora import LoraConfig
 from ..rl.advantages import group_advantages
+from ..rl.distributed import ddp, gather_rollout, mean_over_ranks, shard
 from ..rl.engine import entropy_from_logits, forward_logprobs
 from ..rl.rewards import make_reward
 from ..rl.rollout import collect
@@ -84,6 +85,7 @@ def run(cfg: Config, stage: str = "grpo") -> Path:
     tokenizer, policy, ref = load_policy_and_ref(cfg.model, cfg.lora)
     reward = make_reward(cfg.reward)
     optimizer = torch.optim.Adam(policy.parameters(), lr=g.lr, eps=1e-5)
+    trainee = ddp(policy)  # what updates run through (DDP under several processes)
     tracker = RLTracker(out, cfg.monitor, stage)
     stream = BatchStream(prompts, cfg.rollout.batch_prompts, cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -94,9 +96,10 @@ def run(cfg: Config, stage: str = "grpo") -> Path:
     for step in progress(range(done + 1, g.steps + 1), desc=stage):
         batch = [p for p in stream.next() for _ in range(g.group_size)]
         ro = collect(policy, ref, tokenizer, batch, params, reward, gen, cfg.rollout.temperature)
+        ro, _ = gather_rollout(ro, None, tokenizer.pad_token_id)  # every rank's groups, in rank order
         r = ro.score - g.eos_penalty * (~ro.finished).float()
         adv = group_advantages(r, g.group_size, g.baseline, g.scale_std)
-        metrics = update(policy, optimizer, ro, adv, cfg, gen)
+        metrics = update(trainee, optimizer, ro, adv, cfg, gen)
         if tracker.step(step, ro, seq_kl(ro), metrics, policy):
             say(f"{stage}: stopping at step {step} on the overoptimisation alarm")
             break
@@ -112,24 +115,28 @@ def run(cfg: Config, stage: str = "grpo") -> Path:
 
 
 def update(policy, optimizer, ro, adv, cfg: Config, gen) -> dict:
+    """Policy-gradient epochs over shuffled minibatches; under N processes a minibatch is N x --grpo.minibatch
+    rows of the whole batch, split across the ranks (rl/distributed.py)."""
     g, P, T = cfg.grpo, ro.prompt_len, cfg.rollout.temperature
     policy.train()
     sums: dict[str, float] = {}
     n = 0
     for _ in range(g.epochs):
-        for idx in batch_iter(len(ro.prompts), g.minibatch, gen):
+        for idx in batch_iter(len(ro.prompts), g.minibatch * world()[1], gen):
+            units = ro.response_mask[idx].sum(-1) if g.level == "token" else torch.ones(len(idx))
+            idx, w = shard(idx, units)  # this rank's rows and its share of what the loss averages over
             mask = ro.response_mask[idx]
             logp, logits = forward_logprobs(policy, ro.sequences[idx], ro.attention_mask[idx], P, T)
             loss, clipfrac, kl = grpo_loss(logp, ro.logp[idx], adv[idx], mask, g.clip,
                                            ref_logp=ro.ref_logp[idx] if g.kl_coef else None,
                                            kl_coef=g.kl_coef, level=g.level)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (w * loss).backward()
             torch.nn.utils.clip_grad_norm_(policy.parameters(), g.max_grad_norm)
             optimizer.step()
             with torch.no_grad():
                 ent = masked_mean(entropy_from_logits(logits), mask)
             for k, v in dict(policy_loss=loss, clipfrac=clipfrac, kl_k3=kl, entropy=ent).items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
+                sums[k] = sums.get(k, 0.0) + w * float(v.detach())
             n += 1
-    return {k: v / max(n, 1) for k, v in sums.items()}
+    return {k: v / max(n, 1) for k, v in mean_over_ranks(sums).items()}

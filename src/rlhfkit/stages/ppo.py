@@ -37,13 +37,14 @@ from pathlib import Path
 import torch
 
 from .. import checkpoint
-from ..common import prepare_out, progress, say, seed_everything, set_threads, write_json
+from ..common import StageError, prepare_out, progress, say, seed_everything, set_threads, world, write_json
 from ..config import group, opt
 from ..losses import masked_mean, masked_whiten, ppo_clip, value_clip
 from ..model.lora import LoraConfig
 from ..model.offload import compute_device, on_device, place
 from ..model.scalar import ScalarModel
 from ..rl.advantages import gae, ppo_token_rewards
+from ..rl.distributed import ddp, distributed, gather_rollout, mean_over_ranks, shard
 from ..rl.engine import entropy_from_logits, forward_logprobs, positions
 from ..rl.kl_control import kl_controller
 from ..rl.rewards import make_reward
@@ -127,6 +128,8 @@ def run(cfg: Config) -> Path:
     t0 = time.time()
     prompts = load_prompts(cfg.rollout, cfg.seed, out)
     p = cfg.ppo
+    if p.share_value_backbone and distributed():
+        raise StageError("--ppo.share_value_backbone runs in one process only; use --lora.r to save memory instead")
     tokenizer, policy, ref = load_policy_and_ref(cfg.model, cfg.lora)
     value = ScalarModel.sharing(policy) if p.share_value_backbone else load_value_model(cfg, policy)
     if p.share_value_backbone and cfg.value_init:
@@ -138,6 +141,7 @@ def run(cfg: Config) -> Path:
     place([policy, value], device)
     place(frozen, "cpu" if p.offload else device)
     pol_opt, val_opt = optimizers(policy, value, p)
+    trainees = (policy, value) if p.share_value_backbone else (ddp(policy), ddp(value))  # what updates run through
     kl_ctl = kl_controller(p.kl_coef, p.kl_target or None, p.kl_horizon)
     tracker = RLTracker(out, cfg.monitor, "ppo")
     stream = BatchStream(prompts, cfg.rollout.batch_prompts, cfg.seed)
@@ -152,8 +156,9 @@ def run(cfg: Config) -> Path:
     for step in progress(range(done + 1, p.steps + 1), desc="ppo"):
         with on_device(frozen, device):  # with --ppo.offload they visit the GPU only for this
             ro = collect(policy, ref, tokenizer, stream.next(), params, reward, gen, cfg.rollout.temperature)
-        adv, returns, old_values, kl_tok = advantages(ro, value, kl_ctl.value, cfg)
-        metrics = update(policy, value, pol_opt, val_opt, ro, adv, returns, old_values, cfg, gen)
+        ro, old_values = gather_rollout(ro, rollout_values(value, ro), tokenizer.pad_token_id)  # every rank's
+        adv, returns, kl_tok = advantages(ro, old_values, kl_ctl.value, cfg)
+        metrics = update(*trainees, pol_opt, val_opt, ro, adv, returns, old_values, cfg, gen)
         kl = seq_kl(ro)
         metrics.update(kl_coef=kl_ctl.value, kl_per_token=float(masked_mean(kl_tok, ro.response_mask)))
         kl_ctl.update(kl, len(ro.prompts))
@@ -188,47 +193,54 @@ def _fmt(x) -> str:
 
 
 @torch.no_grad()
-def advantages(ro: Rollout, value: ScalarModel, kl_coef: float, cfg: Config):
-    """Per-token rewards -> GAE advantages (whitened) and returns; values at the state before each token."""
+def rollout_values(value: ScalarModel, ro: Rollout) -> torch.Tensor:
+    """V(s) [B, R] at the state before each response token (0 past the response)."""
     P = ro.prompt_len
-    values = value.values(ro.sequences, ro.attention_mask)[:, P - 1:-1] * ro.response_mask  # [B, R]
+    return value.values(ro.sequences, ro.attention_mask)[:, P - 1:-1] * ro.response_mask
+
+
+@torch.no_grad()
+def advantages(ro: Rollout, values: torch.Tensor, kl_coef: float, cfg: Config):
+    """Per-token rewards -> GAE advantages (whitened over the whole batch) and returns."""
     dev = ro.logp.device  # scores and flags come back on the CPU; the log-probs stay on the policy's device
     score = (ro.score - cfg.ppo.ensemble_penalty * ro.score_std).to(dev)
     rewards, kl_tok = ppo_token_rewards(score, ro.logp, ro.ref_logp, ro.response_mask, kl_coef,
                                         eos_missing_penalty=cfg.rollout.eos_penalty, ended=ro.finished.to(dev))
     adv, returns = gae(rewards, values, ro.response_mask, cfg.ppo.gamma, cfg.ppo.lam)
     adv = masked_whiten(adv, ro.response_mask) * ro.response_mask
-    return adv, returns, values, kl_tok
+    return adv, returns, kl_tok
 
 
 def update(policy, value, pol_opt, val_opt, ro: Rollout, adv, returns, old_values, cfg: Config, gen) -> dict:
-    """Several epochs of shuffled minibatches of clipped policy and value updates."""
+    """Several epochs of shuffled minibatches of clipped policy and value updates. Under N processes a
+    minibatch is N x --ppo.minibatch rows of the whole batch, split across the ranks (rl/distributed.py)."""
     p, P, T = cfg.ppo, ro.prompt_len, cfg.rollout.temperature
     policy.train(), value.train()
     sums: dict[str, float] = {}
     n = 0
     for _ in range(p.epochs):
-        for idx in batch_iter(len(ro.prompts), p.minibatch, gen):
+        for idx in batch_iter(len(ro.prompts), p.minibatch * world()[1], gen):
+            idx, w = shard(idx, ro.response_mask[idx].sum(-1))  # this rank's rows; its share of the tokens
             seq, attn, mask = ro.sequences[idx], ro.attention_mask[idx], ro.response_mask[idx]
             if val_opt is None:  # shared backbone: one forward feeds both heads, one step on the joint loss
                 logp, logits, v = logprobs_and_values(policy, value, seq, attn, P, T)
                 pg_loss, clipfrac, approx_kl = ppo_clip(logp, ro.logp[idx], adv[idx], mask, p.clip)
                 v_loss, v_clipfrac = value_clip(v, old_values[idx], returns[idx], mask, p.value_clip)
-                _step(pol_opt, pg_loss + p.vf_coef * v_loss, pol_opt.param_groups, p.max_grad_norm)
+                _step(pol_opt, w * (pg_loss + p.vf_coef * v_loss), pol_opt.param_groups, p.max_grad_norm)
             else:  # policy then value, so only one model's activations are alive at a time
                 logp, logits = forward_logprobs(policy, seq, attn, P, T)
                 pg_loss, clipfrac, approx_kl = ppo_clip(logp, ro.logp[idx], adv[idx], mask, p.clip)
-                _step(pol_opt, pg_loss, pol_opt.param_groups, p.max_grad_norm)
-                v = value.values(seq, attn)[:, P - 1:-1]
+                _step(pol_opt, w * pg_loss, pol_opt.param_groups, p.max_grad_norm)
+                v = value(seq, attn, per_token=True)[:, P - 1:-1]
                 v_loss, v_clipfrac = value_clip(v, old_values[idx], returns[idx], mask, p.value_clip)
-                _step(val_opt, v_loss, val_opt.param_groups, p.max_grad_norm)
+                _step(val_opt, w * v_loss, val_opt.param_groups, p.max_grad_norm)
             with torch.no_grad():
                 ent = masked_mean(entropy_from_logits(logits), mask)
             for k, val in dict(policy_loss=pg_loss, value_loss=v_loss, clipfrac=clipfrac, approx_kl=approx_kl,
                                value_clipfrac=v_clipfrac, entropy=ent).items():
-                sums[k] = sums.get(k, 0.0) + float(val.detach())
+                sums[k] = sums.get(k, 0.0) + w * float(val.detach())
             n += 1
-    out = {k: v / max(n, 1) for k, v in sums.items()}
+    out = {k: v / max(n, 1) for k, v in mean_over_ranks(sums).items()}
     out["explained_variance"] = explained_variance(old_values, returns, ro.response_mask)
     return out
 

@@ -11,6 +11,7 @@ The same seed and size give byte-identical files.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -29,9 +30,15 @@ FILES = {
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> None:
-    with path.open("w", encoding="utf-8", newline="\n") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    _write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Atomic (temp file, then rename): under several processes every rank may export the same world into one
+    folder, and a rank reading a file must never see another's half-written copy."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8", newline="\n")
+    os.replace(tmp, path)
 
 
 def demonstration_gold(sft: list[dict]) -> dict:
@@ -70,5 +77,5 @@ def export(out_dir: str | Path, seed: int = 0, size: str = "tiny") -> dict[str, 
         "demonstration_gold": demonstration_gold(splits["sft"]),
         "files": {name: fname for name, fname in FILES.items()},
     }
-    paths["world"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    _write_text(paths["world"], json.dumps(summary, indent=2) + "\n")
     return paths
