@@ -79,3 +79,26 @@ def test_compiled_forward_trains_like_eager(lm_dir, tmp_path):
     eager = _sft(lm_dir, data, tmp_path / "eager")
     compiled = _sft(lm_dir, data, tmp_path / "compiled", "--optim.compile")
     torch.testing.assert_close(torch.tensor(compiled), torch.tensor(eager), rtol=1e-4, atol=1e-5)
+
+
+def test_a_sharded_launch_saves_the_gathered_weights(lm, tokenizer, tmp_path, monkeypatch):
+    """Under FSDP / ZeRO-3 each rank's model holds only shards, so the final folder must be written from
+    Accelerate's gathered weights (`get_state_dict`), not from the model. Accelerate runs CPU launches as
+    plain DDP (FSDP needs GPUs), so the launch type is faked here: this checks the wiring, not the gather."""
+    from accelerate.utils import DistributedType
+
+    from rlhfkit.model.causal_lm import load_causal_lm
+    from rlhfkit.stages._lm import save_final
+    from rlhfkit.training import OptimConfig, Trainer
+
+    trainer = Trainer(lm, OptimConfig(), tmp_path)
+    assert trainer.full_state_dict() is None  # one process holds the whole model
+    gathered = {k: v + 1 for k, v in lm.state_dict().items()}
+    calls = []
+    monkeypatch.setattr(type(trainer.acc), "distributed_type", property(lambda self: DistributedType.FSDP))
+    monkeypatch.setattr(trainer.acc, "get_state_dict", lambda model: calls.append(model) or gathered)
+    save_final(lm, tokenizer, tmp_path, trainer.full_state_dict())
+    assert calls == [trainer.wrapped]
+    saved = load_causal_lm(tmp_path / "model").state_dict()
+    for key in ("model.norm.weight", "model.layers.0.self_attn.q_proj.weight"):
+        assert torch.equal(saved[key], gathered[key]) and not torch.equal(saved[key], lm.state_dict()[key])

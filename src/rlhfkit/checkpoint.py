@@ -91,11 +91,13 @@ class Bundle:
             v.load_state_dict(state[k])
 
 
-def save_model(model, tokenizer, out: str | Path, extra: Callable[[Path], None] | None = None) -> Path:
-    """Save an HF model folder (safetensors) + tokenizer atomically."""
+def save_model(model, tokenizer, out: str | Path, extra: Callable[[Path], None] | None = None,
+               state_dict: dict | None = None) -> Path:
+    """Save an HF model folder (safetensors) + tokenizer atomically; `state_dict` replaces the model's own
+    weights (gathered ones, when the model is sharded across processes)."""
 
     def write(tmp: Path) -> None:
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         if extra is not None:

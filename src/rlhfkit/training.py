@@ -240,6 +240,18 @@ class Trainer:
         raise StageError(f"non-finite {what} at step {self.step_count + 1}; the last good checkpoint is "
                          f"kept in {self.out / 'ckpt'} (set --optim.on_nonfinite=skip to skip such batches)")
 
+    def full_state_dict(self) -> dict | None:
+        """The whole model's weights gathered through Accelerate (`get_state_dict`) when the launch shards the
+        parameters (FSDP, DeepSpeed ZeRO-3), for the final save; None when every process holds them all (one
+        process, DDP, ZeRO-1/2), where save_pretrained reads the model itself. A collective: all ranks call it."""
+        from accelerate.utils import DistributedType
+
+        kind = self.acc.distributed_type
+        if kind == DistributedType.DEEPSPEED and self.acc.state.deepspeed_plugin.zero_stage == 3 \
+                or kind == DistributedType.FSDP:
+            return self.acc.get_state_dict(self.wrapped)
+        return None
+
     def save_state(self, stream: BatchStream | None = None, extra: dict | None = None) -> None:
         """Checkpoint (main process; the others wait); `extra` (e.g. early-stopping state) comes back as
         `resumed_extra` after resume."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from .. import checkpoint
-from ..common import is_main_process, wait_for_everyone
+from ..common import StageError, is_main_process, wait_for_everyone
 from ..losses import lm_loss
 from ..model import lora
 from ..rl.engine import positions
@@ -75,14 +75,18 @@ def _chunks(batch, size: int):
             yield batch[i:i + size]
 
 
-def save_final(model, tokenizer, out: Path) -> Path:
+def save_final(model, tokenizer, out: Path, state_dict: dict | None = None) -> Path:
     """The stage's deliverable: OUT/model, an HF folder that from_pretrained loads (LoRA adapters merged
-    in, so the next stage needs no peft). Written by the main process only; the others wait for it."""
+    in, so the next stage needs no peft). Written by the main process only; the others wait for it.
+    `state_dict`: the gathered weights of a sharded model (Trainer.full_state_dict), saved instead of the
+    model's own (which are this rank's shards)."""
+    if state_dict is not None and lora.is_lora(model):
+        raise StageError("LoRA under FSDP / ZeRO-3 is not supported yet: launch LoRA runs with DDP (configs/ddp.yaml)")
     model = lora.merged(model)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.bos_token_id = tokenizer.bos_token_id
     if is_main_process():
-        checkpoint.save_model(model, tokenizer, out / "model")
+        checkpoint.save_model(model, tokenizer, out / "model", state_dict=state_dict)
     wait_for_everyone()
     return out / "model"
