@@ -213,3 +213,20 @@ def test_rl_on_two_processes_matches_one_process_with_the_doubled_batch(stage, l
     print(f"{stage}: 1-proc vs 2-proc max |dw| {gap:.2e}")
     assert gap < 1e-4
     assert max((w1[k] - load_file(str(lm_dir / "model.safetensors"))[k]).abs().max().item() for k in w1) > 1e-4
+
+
+@pytest.mark.slow
+def test_the_whole_ci_recipe_runs_under_torchrun(tmp_path):
+    """`torchrun --nproc_per_node 2 -m rlhfkit.cli run --preset ci`: every stage under 2 processes (pretrain,
+    SFT, reward and PPO data-parallel; rankings, eval and report computed alike on each rank and written
+    by rank 0), ending with a report and one metrics row per step in each training stage."""
+    out = _torchrun(["-m", "rlhfkit.cli", "run", "--preset", "ci", "--out", str(tmp_path / "run")],
+                    Path(__file__).parents[1], timeout=900)
+    assert out.count("run: done") == 1
+    run = tmp_path / "run"
+    assert (run / "report.html").exists() and json.loads((run / "eval.json").read_text())["policy"]["gold_mean"] is not None
+    for stage in ("pretrain", "sft", "reward", "ppo"):
+        steps = [json.loads(line)["step"] for line in (run / stage / "metrics.jsonl").read_text().splitlines()
+                 if '"step"' in line]
+        assert len(steps) == len(set(steps)) > 0, stage
+    assert not list(run.rglob("*.tmp"))

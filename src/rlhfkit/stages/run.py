@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import config as config_mod
-from ..common import prepare_out, read_jsonl, say, write_json
+from ..common import is_main_process, prepare_out, read_jsonl, say, wait_for_everyone, write_json
 from ..config import opt
 
 STAGES = ["world", "pretrain", "sft", "rankings", "reward", "policy", "eval", "report"]
@@ -173,9 +173,13 @@ def evaluate_run(cfg: Config, run_dir: Path, world, pre: Path, sft: Path, pol: P
 
 
 def write_report(run_dir: Path) -> Path:
+    """RUN/report.html, by the main process (under a distributed launch the others wait for it)."""
     from ..evaluate.report import write_report as write
 
-    return write(run_dir)
+    if is_main_process():
+        write(run_dir)
+    wait_for_everyone()
+    return run_dir / "report.html"
 
 
 def print_summary(run_dir: Path, timings: dict) -> None:
