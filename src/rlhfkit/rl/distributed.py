@@ -37,8 +37,21 @@ def row_span(n_local: int) -> tuple[int, int]:
 
 def ddp(model: torch.nn.Module) -> torch.nn.Module:
     """The module to run training forwards through: DDP-wrapped by Accelerate under a distributed launch (its
-    backward all-reduces the gradients), the module itself in one process."""
-    return accelerator().prepare_model(model) if distributed() else model
+    backward all-reduces the gradients), the module itself in one process.
+
+    FSDP and DeepSpeed are refused: their forwards are collectives, and each rank's decode loop runs as
+    many steps as its own longest response, so sharded generation would deadlock."""
+    if not distributed():
+        return model
+    from accelerate.utils import DistributedType
+
+    from ..common import StageError
+
+    acc = accelerator()
+    if acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        raise StageError(f"the RL stages run data-parallel (DDP) only, not {acc.distributed_type.value}: "
+                         "launch them with configs/ddp.yaml or torchrun (and --lora.r to fit larger models)")
+    return acc.prepare_model(model)
 
 
 def shard(idx: torch.Tensor, units: torch.Tensor) -> tuple[torch.Tensor, float]:
