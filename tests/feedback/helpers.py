@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import struct
 import threading
 import time
 from contextlib import contextmanager
@@ -11,11 +13,25 @@ import uvicorn
 
 from rlhfkit.feedback.store import Store
 
+DROP_KINDS = ("half body", "no read", "reset")
+
 
 def add_items(store: Store, n: int, k: int = 4, family: str = "math") -> list[int]:
     with store.transaction() as c:
         return [store.add_item(c, f"prompt {i}", [f"p{i} response {j}" for j in range(k)], family,
                                [f"model-{j}" for j in range(k)]) for i in range(n)]
+
+
+def drop_mid_request(port: int, token: str, assignment_id: int, kind: str) -> None:
+    """POST a K=4 ranking over a raw socket and go away without the answer: after half the body
+    ("half body"), after all of it ("no read": close), or after all of it with an RST ("reset")."""
+    body = json.dumps({"assignment_id": assignment_id, "ranking": [0, 1, 2, 3]}).encode()
+    head = (f"POST /api/rankings HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(head + (body[: len(body) // 2] if kind == "half body" else body))
+        if kind == "reset":
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 @contextmanager

@@ -21,6 +21,7 @@ import uvicorn
 from rlhfkit.feedback import app as app_module
 from rlhfkit.feedback.app import create_app
 from rlhfkit.feedback.store import Store
+from tests.feedback.helpers import DROP_KINDS, drop_mid_request
 
 MAX_BODY_BYTES = getattr(app_module, "MAX_BODY_BYTES", 1 << 20)
 
@@ -211,3 +212,18 @@ def test_tokens_never_appear_in_error_bodies_or_logs(site):
         bodies.append(r.text)
     assert any("POST /api/login" in line for line in logs.lines), "access log not captured"
     no_token_leaks(tokens, logs, bodies)
+
+
+def test_clients_that_leave_mid_request_cause_no_server_error(site):
+    """Half a body then gone, a whole submit closed or reset unread: no traceback in the server's log, at most
+    one ranking stored for the assignment, and the server answers the next request."""
+    url, tokens, logs, store = site
+    port = int(url.rsplit(":", 1)[1])
+    with httpx.Client(headers=bearer(tokens["alice"])) as http:
+        item = http.get(f"{url}/api/next").json()["item"]
+        for kind in DROP_KINDS:
+            drop_mid_request(port, tokens["alice"], item["assignment_id"], kind)
+        time.sleep(0.5)  # the server notices each disconnect on its own
+        assert http.get(f"{url}/api/progress").status_code == 200
+    assert not any("Traceback" in line or "Exception" in line for line in logs.lines), logs.lines
+    assert store.progress(2)["rankings"] <= 1

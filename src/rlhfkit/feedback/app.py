@@ -45,16 +45,19 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length", b"0")
         if declared.isdigit() and int(declared) > self.limit:
-            return await self._refuse(scope, receive, send)
+            return await self._too_large(scope, receive, send)
         body, more = bytearray(), True
         while more:
             message = await receive()
-            if message["type"] != "http.request":  # the client went away mid-body: nobody to answer
-                return None
+            if message["type"] != "http.request":
+                # The client went away mid-body. Nobody reads the answer, but _headers (outside) needs
+                # one: without it starlette raises "No response returned." and logs a traceback.
+                return await self._answer(scope, receive, send, 400, "request body incomplete: the client "
+                                                                     "closed the connection mid-body")
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > self.limit:
-                return await self._refuse(scope, receive, send)
+                return await self._too_large(scope, receive, send)
         replayed = False
 
         async def replay():
@@ -66,9 +69,13 @@ class BodyLimit:
 
         return await self.app(scope, replay, send)
 
-    async def _refuse(self, scope, receive, send):
-        response = JSONResponse({"detail": f"request body too large; the limit is {self.limit} bytes"},
-                                status_code=413, headers={"Connection": "close"})
+    async def _too_large(self, scope, receive, send):
+        await self._answer(scope, receive, send, 413, f"request body too large; the limit is {self.limit} bytes")
+
+    @staticmethod
+    async def _answer(scope, receive, send, status: int, detail: str):
+        """Answer without running the app, and close the connection (the rest of the body is not read)."""
+        response = JSONResponse({"detail": detail}, status_code=status, headers={"Connection": "close"})
         await response(scope, receive, send)
 
 
