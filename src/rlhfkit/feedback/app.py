@@ -4,6 +4,7 @@ quality and export (`rlhfkit label serve --db labels.db --port 8000`; API docs a
 Auth is `Authorization: Bearer TOKEN` on every /api route except login. All prompt and response
 text is untrusted: the JSON API returns it as data, the pages render it with `textContent`, the one
 server-rendered page (quality.html) escapes it, and a Content-Security-Policy forbids inline script.
+Each annotator's request rate is limited (limits.py; `--rate-limit`), and request bodies are capped.
 This module must not import torch: the labeling server runs on machines without it.
 """
 
@@ -22,6 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from rlhfkit.feedback.export import export_records
+from rlhfkit.feedback.limits import DEFAULT_RATE, RateLimiter
 from rlhfkit.feedback.quality import assess
 from rlhfkit.feedback.store import Annotator, Store, StoreError
 
@@ -31,6 +33,8 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 # The largest request body read: a K=9 ranking with flags is under 1 KB; this only stops memory abuse.
 MAX_BODY_BYTES = 1 << 20
+RATE_LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {"description": "over the request-rate limit; the detail says when to retry (also Retry-After)"}}
 
 
 class BodyLimit:
@@ -139,18 +143,25 @@ class GoldIn(Strict):
     best: Optional[DbInt] = Field(description="candidate index (file order) of the best response; null clears")
 
 
-def create_app(db: Store | str | Path, redundancy: int = 3, lease_s: float = 1800.0) -> FastAPI:
-    """The FastAPI app over the store at `db`; each item goes to `redundancy` annotators."""
+def create_app(db: Store | str | Path, redundancy: int = 3, lease_s: float = 1800.0,
+               rate_limit: float = DEFAULT_RATE) -> FastAPI:
+    """The FastAPI app over the store at `db`; each item goes to `redundancy` annotators, and each
+    annotator (or, unauthenticated, each client address) may send `rate_limit` requests per second
+    with bursts of twice that (0 = no limit)."""
     store = db if isinstance(db, Store) else Store.open(db)
+    limiter = RateLimiter(rate_limit)
     app = FastAPI(title="rlhfkit labeling", version="1",
                   description="Rank K responses per prompt; admins manage annotators, quality and export.")
     bearer = HTTPBearer(auto_error=False)
 
-    def user(creds: Optional[HTTPAuthorizationCredentials] = Depends(bearer)) -> Annotator:
+    def user(request: Request, creds: Optional[HTTPAuthorizationCredentials] = Depends(bearer)) -> Annotator:
+        """The signed-in caller. Every request first spends from a rate-limit bucket: the annotator's,
+        or the client address's when the token is missing or wrong (so forged tokens share one)."""
+        who = creds and store.authenticate(creds.credentials)
+        limiter.check(("annotator", str(who.id)) if who else client_key(request))
         if creds is None:
             raise HTTPException(401, "missing 'Authorization: Bearer TOKEN' header",
                                 headers={"WWW-Authenticate": "Bearer"})
-        who = store.authenticate(creds.credentials)
         if who is None:
             raise HTTPException(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
         return who
@@ -194,18 +205,25 @@ def create_app(db: Store | str | Path, redundancy: int = 3, lease_s: float = 180
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    app.include_router(annotator_routes(store, user, redundancy, lease_s))
+    app.include_router(annotator_routes(store, user, limiter, redundancy, lease_s))
     app.include_router(admin_routes(store, admin, redundancy))
     return app
 
 
-def annotator_routes(store: Store, user: Callable, redundancy: int, lease_s: float) -> APIRouter:
+def client_key(request: Request) -> tuple[str, str]:
+    """The rate-limit key of an unauthenticated request: the client's address."""
+    return ("client address", request.client.host if request.client else "unknown")
+
+
+def annotator_routes(store: Store, user: Callable, limiter: RateLimiter, redundancy: int,
+                     lease_s: float) -> APIRouter:
     """Sign-in, next item, submit and progress: what an annotator's page calls."""
-    r = APIRouter(tags=["annotator"])
+    r = APIRouter(tags=["annotator"], responses=RATE_LIMITED)
 
     @r.post("/api/login", response_model=LoginOut)
-    def login(body: LoginIn) -> LoginOut:
+    def login(body: LoginIn, request: Request) -> LoginOut:
         """Check a token; the client then sends it as a Bearer token."""
+        limiter.check(client_key(request))
         who = store.authenticate(body.token)
         if who is None:
             raise HTTPException(401, "unknown token")
@@ -233,7 +251,7 @@ def annotator_routes(store: Store, user: Callable, redundancy: int, lease_s: flo
 
 def admin_routes(store: Store, admin: Callable, redundancy: int) -> APIRouter:
     """Annotators, progress, items and gold, quality and export: admin tokens only."""
-    r = APIRouter(tags=["admin"])
+    r = APIRouter(tags=["admin"], responses=RATE_LIMITED)
 
     @r.post("/api/admin/annotators", response_model=NewAnnotatorOut, status_code=201)
     def new_annotator(body: NewAnnotatorIn, _: Annotator = Depends(admin)) -> NewAnnotatorOut:
@@ -307,7 +325,8 @@ def _fmt(x: Any) -> str:
     return f"{x:.3f}" if isinstance(x, float) else str(x)
 
 
-def serve(db: str | Path, host: str = "127.0.0.1", port: int = 8000, redundancy: int = 3) -> None:
+def serve(db: str | Path, host: str = "127.0.0.1", port: int = 8000, redundancy: int = 3,
+          rate_limit: float = DEFAULT_RATE) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(db, redundancy), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(db, redundancy, rate_limit=rate_limit), host=host, port=port, log_level="info")

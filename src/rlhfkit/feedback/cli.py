@@ -3,7 +3,7 @@ annotators, export rankings and check annotator quality.
 
     rlhfkit label init --db labels.db                 # prints the admin token
     rlhfkit label add --db labels.db --from samples.jsonl
-    rlhfkit label serve --db labels.db --port 8000 --redundancy 3
+    rlhfkit label serve --db labels.db --port 8000 --redundancy 3 --rate-limit 20
     rlhfkit label annotator --db labels.db --name alice
     rlhfkit label export --db labels.db --out rankings.jsonl
     rlhfkit label quality --data rankings.jsonl --out report.json
@@ -18,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+from rlhfkit.feedback.limits import DEFAULT_RATE
 from rlhfkit.feedback.store import Store, StoreError
 
 PROG = "rlhfkit label"
@@ -50,7 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     _ensure_admin(Store.open(args.db))
     print(f"serving {args.db} on http://{args.host}:{args.port}/ (admin page /admin, API docs /docs)", flush=True)
-    serve(args.db, args.host, args.port, args.redundancy)
+    serve(args.db, args.host, args.port, args.redundancy, args.rate_limit)
     return 0
 
 
@@ -109,6 +110,17 @@ def _add_quality_flags(p: argparse.ArgumentParser) -> None:
                        help=f"{f.metadata['help']} (default: {f.default})")
 
 
+def _rate(text: str) -> float:
+    """argparse type of --rate-limit: a number of requests per second, >= 0."""
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = -1.0
+    if not rate >= 0 or rate == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected requests per second >= 0 (0 = no limit), got {text!r}")
+    return rate
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Collect K-way human rankings and check annotator quality.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -129,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
     p.add_argument("--redundancy", type=int, default=3, help="how many annotators rank each item (default: 3)")
+    p.add_argument("--rate-limit", type=_rate, default=DEFAULT_RATE, metavar="N",
+                   help="requests per second per annotator (per client address without a valid token), "
+                        "in bursts of up to 2N; over it: 429 with Retry-After; 0 = no limit (default: %(default)g)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("annotator", help="create an annotator and print their sign-in token")
