@@ -6,6 +6,7 @@ annotators, export rankings and check annotator quality.
     rlhfkit label serve --db labels.db --port 8000 --redundancy 3 --rate-limit 20
     rlhfkit label annotator --db labels.db --name alice
     rlhfkit label export --db labels.db --out rankings.jsonl
+    rlhfkit label backup labels.db backups/labels-1.db   # safe while the app is serving
     rlhfkit label quality --data rankings.jsonl --out report.json
     rlhfkit label simulate --db sim.db --spec careful:0.6,noisy:0.2,adversarial:0.2
 """
@@ -52,6 +53,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _ensure_admin(Store.open(args.db))
     print(f"serving {args.db} on http://{args.host}:{args.port}/ (admin page /admin, API docs /docs)", flush=True)
     serve(args.db, args.host, args.port, args.redundancy, args.rate_limit)
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from rlhfkit.feedback.backup import backup
+
+    counts = backup(args.db, args.out)
+    print(f"backed up {args.db} to {args.out} (integrity ok): "
+          + ", ".join(f"{n} {table}" for table, n in counts.items()))
     return 0
 
 
@@ -159,6 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave out the per-ranking 'weight' (annotator reliability clipped to [0,1])")
     p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser("backup", help="copy the database consistently and atomically, even while it is served")
+    p.add_argument("db", metavar="DB", help="the labeling database to copy")
+    p.add_argument("out", metavar="OUT", help="the backup file (replaced atomically if it exists)")
+    p.set_defaults(func=cmd_backup)
+
     p = sub.add_parser("quality", help="agreement, reliability and flags per annotator")
     p.add_argument("--data", required=True, metavar="FILE.jsonl", help="K-way ranking records (from export)")
     p.add_argument("--out", metavar="FILE.json", help="also write the full report as JSON")
@@ -185,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
     try:
         return args.func(args)
-    except (StoreError, ValueError, FileNotFoundError) as e:
+    except (StoreError, ValueError, OSError) as e:
         print(f"{PROG} {args.command}: error: {e}", file=sys.stderr)
         return 2
 
