@@ -23,15 +23,49 @@ class StageError(RuntimeError):
     """A user-facing failure of a stage (bad input, non-finite loss, ...): printed without a traceback."""
 
 
+def split_gguf(name_or_path) -> tuple[str, str | None]:
+    """(where, gguf_file) for `from_pretrained(where, gguf_file=...)`: a local `dir/x.gguf` gives
+    (dir, "x.gguf"); a hub `org/name/x.gguf` (any string ending in .gguf that is not a local path) gives
+    ("org/name", "x.gguf"); anything else is a folder or hub id, returned as is with None.
+
+    A .gguf string that looks local (absolute, ./ or ~, fewer than three parts, or its folder exists
+    here) but names no file is a StageError, not a hub lookup that would fail far less clearly."""
+    text = str(name_or_path)
+    if not text.endswith(".gguf"):
+        return text, None
+    path, parts = Path(text).expanduser(), text.split("/")
+    if path.is_file():
+        return str(path.parent), path.name
+    if path.is_absolute() or text.startswith((".", "~")) or len(parts) < 3 or path.parent.exists():
+        raise StageError(f"{text}: no such GGUF file")
+    return "/".join(parts[:2]), "/".join(parts[2:])
+
+
 def from_pretrained(cls, name_or_path, **kwargs):
-    """`cls.from_pretrained` with a missing folder or unknown hub id reported as a StageError naming it
-    (transformers raises OSError with a long hint; offline machines reach the hub branch too)."""
+    """`cls.from_pretrained` for a hub id, a local folder or a GGUF file (see `split_gguf`), with a
+    missing folder or unknown hub id reported as a StageError naming it (transformers raises OSError with
+    a long hint; offline machines reach the hub branch too)."""
+    where, gguf_file = split_gguf(name_or_path)
+    if gguf_file is not None:
+        _require_gguf(name_or_path)
+        kwargs["gguf_file"] = gguf_file
     try:
-        return cls.from_pretrained(str(name_or_path), **kwargs)
+        return cls.from_pretrained(where, **kwargs)
     except OSError as e:
-        where = "a folder here" if Path(name_or_path).exists() else "no folder here and not loadable from the hub"
+        what = "file" if gguf_file else "folder"
+        exists = Path(where, gguf_file or "").exists()
+        here = f"a {what} here" if exists else f"no {what} here and not loadable from the hub"
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise StageError(f"{name_or_path}: cannot load a {cls.__name__.removeprefix('Auto')} ({where}): {first}") from e
+        raise StageError(f"{name_or_path}: cannot load a {cls.__name__.removeprefix('Auto')} ({here}): {first}") from e
+
+
+def _require_gguf(name_or_path) -> None:
+    """transformers reads GGUF files with the `gguf` package, an optional dependency: say how to get it."""
+    import importlib.util
+
+    if importlib.util.find_spec("gguf") is None:
+        raise StageError(f"{name_or_path}: reading a GGUF file needs the gguf package "
+                         "(pip install gguf, or rlhfkit's gguf extra)")
 
 
 def seed_everything(seed: int) -> None:

@@ -7,6 +7,7 @@ so every later stage renders conversations the same way for the tiny default and
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Iterable
 
@@ -56,13 +57,35 @@ def wrap(tok):
 
 
 def load_tokenizer(name_or_path: str | Path):
-    """Load a tokenizer (local folder or hub id), with a pad token and a chat template guaranteed."""
+    """Load a tokenizer (local folder, hub id, or GGUF file `dir/x.gguf` / `org/name/x.gguf`, which
+    transformers rebuilds from the file's metadata), with a pad token and a chat template guaranteed."""
     from transformers import AutoTokenizer
 
-    from ..common import from_pretrained
+    from ..common import from_pretrained, split_gguf
 
     tok = from_pretrained(AutoTokenizer, name_or_path)
+    if split_gguf(name_or_path)[1] is not None:
+        drop_tokens_past_vocab(tok)
     return ensure_chat_template(tok)
+
+
+def drop_tokens_past_vocab(tok) -> None:
+    """Remove added tokens whose ids lie past the file's vocabulary (the model's embedding rows).
+
+    transformers (5.24) builds a GGUF byte-level tokenizer through GPT2Tokenizer, whose default
+    unk/bos/eos "<|endoftext|>" becomes a new token when the file's vocabulary lacks it (ours; Llama 3's
+    too): a 300-token file loaded as 301 tokens, and text containing "<|endoftext|>" encoded to id 300,
+    which the model cannot embed. Every token the file lists is in the backend's base vocabulary, so an
+    added token at or past its size is such a leftover."""
+    from tokenizers import Tokenizer
+
+    backend = tok.backend_tokenizer
+    size = backend.get_vocab_size(with_added_tokens=False)
+    spec = json.loads(backend.to_str())
+    kept = [t for t in spec["added_tokens"] if t["id"] < size]
+    if len(kept) < len(spec["added_tokens"]):
+        spec["added_tokens"] = kept
+        tok._tokenizer = Tokenizer.from_str(json.dumps(spec))  # the wrapper reads all token state from it
 
 
 def ensure_chat_template(tok):

@@ -1,5 +1,6 @@
 """Causal LMs: a standard transformers Llama built from a small preset (so the tiny default and real
-models share every later line of code), or any causal LM loaded by hub id / local folder / GGUF file."""
+models share every later line of code), or any causal LM loaded by hub id / local folder / GGUF file
+(dequantized on load: see `load_causal_lm`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..common import from_pretrained
+from ..common import from_pretrained, split_gguf
 from ..config import opt
 
 
@@ -46,16 +47,47 @@ def build_causal_lm(tokenizer, size: str = "tiny", context: int = 256, dropout: 
     return LlamaForCausalLM(config)
 
 
-def load_causal_lm(name_or_path: str | Path, dtype: torch.dtype | None = None, gguf_file: str | None = None):
-    """Load any causal LM by hub id or local folder (or a GGUF file inside it) with dropout off."""
+def load_causal_lm(name_or_path: str | Path, dtype: torch.dtype | None = None):
+    """Load any causal LM with dropout off: a hub id, a local folder, or a GGUF file (`dir/x.gguf`, or
+    `org/name/x.gguf` on the hub), whose weights are dequantized to plain tensors on load so the model
+    trains and `save_pretrained` writes a normal HF folder."""
     from transformers import AutoModelForCausalLM
 
-    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    gguf = split_gguf(name_or_path)[1] is not None
+    kwargs = _dequantize_gguf() if gguf else {}
     if dtype is not None:
         kwargs["dtype"] = dtype
     model = from_pretrained(AutoModelForCausalLM, name_or_path, **kwargs)
+    if gguf:
+        detach_quantizer(model)
     disable_dropout(model)
     return model
+
+
+def _dequantize_gguf() -> dict:
+    """from_pretrained options that unpack every GGUF weight at load time. transformers 5.x loads GGUF
+    through a quantizer (GgufConfig) that may keep quantized blocks packed where a kernel exists, which
+    neither trains nor saves; `dequantize=True` asks for dense tensors. Versions without GgufConfig
+    (4.x) always dequantized."""
+    try:
+        from transformers import GgufConfig
+    except ImportError:
+        return {}
+    return {"quantization_config": GgufConfig(dequantize=True)}
+
+
+def detach_quantizer(model) -> None:
+    """Drop what a GGUF load leaves on a model whose weights are already dense, so `save_pretrained`
+    writes a normal HF folder that loads back without `gguf_file`.
+
+    Observed with transformers 5.24 on a llama GGUF: a plain `gguf_file=` load leaves
+    `model.hf_quantizer` (GgufHfQuantizer, not serializable), `config.quantization_config` (GgufConfig)
+    and `is_quantized=True`, and `save_pretrained` raises "The model is quantized with gguf and is not
+    serializable". With `GgufConfig(dequantize=True)` (`_dequantize_gguf`) transformers removes all three
+    itself, so this is then a no-op; it stays for versions or paths that leave them attached."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:
+        quantizer.remove_quantization_config(model)
 
 
 def disable_dropout(model: torch.nn.Module) -> None:
