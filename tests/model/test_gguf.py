@@ -167,3 +167,16 @@ def test_sft_runs_from_a_gguf_file(gguf_files, lm, tokenizer, tmp_path):
     ids = _ids(tokenizer)
     assert (_logits(trained, ids) - _logits(lm, ids)).abs().max() > 1e-3  # it trained from the GGUF weights
     assert load_tokenizer(out)(TEXTS)["input_ids"] == tokenizer(TEXTS)["input_ids"]
+
+
+def test_reward_runs_from_a_gguf_file(gguf_files, tmp_path):
+    """The reward stage reads the model's context length through the same GGUF-aware loader."""
+    from rlhfkit.stages import reward
+
+    data = tmp_path / "rankings.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"What is {i} plus 1?", "chosen": f"It is {i + 1}.",
+                                        "rejected": "no"}) + "\n" for i in range(12)))
+    argv = ["--preset", "ci", "--model", str(gguf_files["F32"]), "--data.path", str(data),
+            "--out", str(tmp_path / "rm"), "--optim.max_steps=2", "--optim.batch_size=4"]
+    reward.run(parse(reward.Config, argv, reward.PRESETS))
+    assert (tmp_path / "rm" / "summary.json").exists()

@@ -32,8 +32,8 @@ from torch import Tensor
 
 from .. import checkpoint
 from .. import losses as L
-from ..common import (StageError, is_main_process, progress, prepare_out, read_jsonl, say, seed_everything,
-                      set_threads, wait_for_everyone, write_json)
+from ..common import (StageError, from_pretrained, is_main_process, progress, prepare_out, read_jsonl, say,
+                      seed_everything, set_threads, wait_for_everyone, write_json)
 from ..config import group, opt
 from ..data.formats import Ranking, load_rankings
 from ..evaluate.reward_metrics import accuracy, by_group, calibration, gold_accuracy, gold_scores, profile_of
@@ -359,7 +359,7 @@ def run(cfg: Config) -> Path:
     if cfg.ensemble < 1:
         raise StageError(f"--ensemble must be >= 1, got {cfg.ensemble}")
     tokenizer = load_tokenizer(cfg.model)
-    max_len = cfg.data.max_len or int(getattr(AutoConfig.from_pretrained(cfg.model), "max_position_embeddings", 1024))
+    max_len = cfg.data.max_len or int(getattr(from_pretrained(AutoConfig, cfg.model), "max_position_embeddings", 1024))
     train, val_items = load_data(cfg)
     ref_keys, ref_name = reference_keys(cfg, train)
     val = make_batch(val_items, cfg.margin)
