@@ -22,6 +22,13 @@ def add_items(store: Store, n: int, k: int = 4, family: str = "math") -> list[in
                                [f"model-{j}" for j in range(k)]) for i in range(n)]
 
 
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now (for a server started in another process)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def drop_mid_request(port: int, token: str, assignment_id: int, kind: str) -> None:
     """POST a K=4 ranking over a raw socket and go away without the answer: after half the body
     ("half body"), after all of it ("no read": close), or after all of it with an RST ("reset")."""

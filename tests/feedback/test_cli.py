@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import pytest
 from rlhfkit.feedback.cli import build_parser, main
 from rlhfkit.feedback.store import Store
 
+from .helpers import free_port
 from .synthetic import make_records
 
 TOKEN = re.compile(r"admin token \(shown once, keep it\): (\S+)")
@@ -85,9 +85,7 @@ def test_every_subcommand_documents_every_flag(capsys):
 
 
 def test_serve_prints_the_admin_token_and_answers_http(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     code = (f"import sys; from rlhfkit.feedback.cli import main; "
             f"sys.exit(main(['serve', '--db', {str(tmp_path / 'l.db')!r}, '--port', '{port}', '--redundancy', '2']))")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

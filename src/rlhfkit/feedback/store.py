@@ -152,7 +152,9 @@ def connect(path: str | Path) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA busy_timeout = 30000")
     # In WAL mode NORMAL still survives an application crash; only a power cut can lose the
-    # last commits. It saves an fsync per commit, which is most of a ranking's cost.
+    # last commits. It saves an fsync per commit, which is most of a ranking's cost. Every write commits
+    # before its method returns, so a ranking the app answered 200 for survives a killed server
+    # (tests/reliability/test_app_soak.py SIGKILLs it mid-write).
     conn.execute("PRAGMA synchronous = NORMAL")
     return conn
 
