@@ -138,3 +138,20 @@ def test_version(capsys):
 
     assert cli.main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == __version__
+
+
+def test_label_starts_without_torch_or_transformers(tmp_path):
+    """The labeling tool faces annotators and may run where torch is absent: `rlhfkit label` (help, init, adding
+    an annotator) must not import torch or transformers."""
+    code = (
+        "import sys\nfrom rlhfkit.cli import main\n"
+        f"db = {str(tmp_path / 'l.db')!r}\n"
+        "assert main(['label', '--help']) == 0\n"
+        "assert main(['label', 'init', '--db', db]) == 0\n"
+        "assert main(['label', 'annotator', '--db', db, '--name', 'ada']) == 0\n"
+        "heavy = sorted(m for m in ('torch', 'transformers') if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "HEAVY []" in out.stdout, out.stdout[-500:]

@@ -32,6 +32,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "experiment": ("rlhfkit.stages.experiment", "experiments: sft-ablation, bad-labelers, overoptimization"),
 }
 
+# Tools that start without importing torch or transformers: the labeling server faces annotators and may run
+# on a small machine without them (tests/test_cli.py checks).
+LIGHT = {"label"}
+
 
 def usage() -> str:
     lines = ["usage: rlhfkit <command> [--help] [flags]", "", "commands:"]
@@ -83,13 +87,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rlhfkit: unknown command '{command}'\n\n{usage()}", file=sys.stderr)
         return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    _quiet_libraries()
+    if command not in LIGHT:
+        _quiet_libraries()
     module = _import(command)
     if module is None or not (hasattr(module, "main") or hasattr(module, "run")):
         print(f"rlhfkit {command}: not built yet", file=sys.stderr)
         return 2
-    from .common import StageError
     from .config import ConfigError
+    from .errors import StageError
 
     try:
         if hasattr(module, "main"):

@@ -18,9 +18,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-
-class StageError(RuntimeError):
-    """A user-facing failure of a stage (bad input, non-finite loss, ...): printed without a traceback."""
+from .errors import StageError  # noqa: F401  (re-exported: stages import it from here)
 
 
 def split_gguf(name_or_path) -> tuple[str, str | None]:
