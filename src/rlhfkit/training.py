@@ -119,7 +119,7 @@ def _row_step(line: str) -> float:
         return math.inf
 
 
-def drop_metrics_after(path: Path, after: float) -> None:
+def _drop_metrics_after(path: Path, after: float) -> None:
     """Forget metrics rows logged after the checkpoint by a killed run: those steps are redone on resume,
     and keeping both copies would give metrics.jsonl two rows per step."""
     if not path.exists() or not is_main_process():
@@ -132,6 +132,23 @@ def drop_metrics_after(path: Path, after: float) -> None:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text("".join(line + "\n" for line in kept))
         os.replace(tmp, path)
+
+
+def resume_from(ckpt: Path, model, optimizer, scheduler, stream: BatchStream | None,
+                metrics: Path) -> dict | None:
+    """Restore the complete checkpoint at `ckpt` (model, optimizer, scheduler, RNG, data position) and forget
+    the metrics rows a killed run logged after it; returns its saved state. None when there is no complete
+    checkpoint: every step is redone, so every row is forgotten."""
+    path = checkpoint.recover(ckpt)
+    if path is None:
+        _drop_metrics_after(metrics, -math.inf)
+        return None
+    state = checkpoint.load_state(path, model, optimizer, scheduler)
+    if stream is not None and state["data"]:
+        stream.load(state["data"])
+    _drop_metrics_after(metrics, state["step"])
+    say(f"resumed from {path} at step {state['step']}")
+    return state
 
 
 class Trainer:
@@ -162,18 +179,12 @@ class Trainer:
         self.resumed_extra: dict = {}  # the stage's own state saved with the checkpoint (see save_state)
 
     def resume(self, stream: BatchStream | None = None) -> bool:
-        path = checkpoint.recover(self.out / "ckpt")
-        if path is None:  # killed before its first checkpoint: everything it logged is redone
-            drop_metrics_after(self.logger.path, -math.inf)
+        state = resume_from(self.out / "ckpt", self.model, self.optimizer, self.scheduler, stream, self.logger.path)
+        if state is None:  # killed before its first checkpoint
             return False
-        state = checkpoint.load_state(path, self.model, self.optimizer, self.scheduler)
         self.step_count = state["step"]
         self.skipped = state["extra"].get("skipped", 0)
         self.resumed_extra = state["extra"]
-        if stream is not None and state["data"]:
-            stream.load(state["data"])
-        drop_metrics_after(self.logger.path, self.step_count)
-        say(f"resumed from {path} at step {self.step_count}")
         return True
 
     def step(self, loss_fn: Callable, batches: list) -> dict:

@@ -8,7 +8,7 @@ one-process minibatch gradient. Sampling draws one uniform per row of the whole 
 a rank uses its own rows' (`row_span`), so a row's tokens do not depend on how the batch is sharded.
 
 So N processes at `--rollout.batch_prompts B` and minibatch M follow one process at N·B and N·M
-(tests/test_distributed_rl.py). In one process every function here is the identity.
+(tests/test_distributed.py). In one process every function here is the identity.
 """
 
 from __future__ import annotations
@@ -66,8 +66,8 @@ def shard(idx: torch.Tensor, units: torch.Tensor) -> tuple[torch.Tensor, float]:
         return idx, 1.0
     lo, hi = len(idx) * rank // n, len(idx) * (rank + 1) // n
     mine = float(units[lo:hi].sum())
-    total = float(accelerator().reduce(torch.tensor([mine], dtype=torch.float64, device=accelerator().device),
-                                       reduction="sum"))
+    acc = accelerator()
+    total = float(acc.reduce(torch.tensor([mine], dtype=torch.float64, device=acc.device), reduction="sum"))
     if hi == lo:
         return idx[:1], 0.0
     return idx[lo:hi], n * mine / max(total, 1e-12)

@@ -5,7 +5,6 @@ checkpoints (`save_checkpoint` / `resume`)."""
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from ..config import opt
 from ..rl.engine import SamplingParams
 from ..rl.monitors import OveroptimizationMonitor, cross_prompt_repeats
 from ..rl.rollout import Rollout
-from ..training import BatchStream, drop_metrics_after
+from ..training import BatchStream, resume_from
 
 
 @dataclass
@@ -152,18 +151,13 @@ def save_checkpoint(out: Path, step: int, policy, tokenizer, state: checkpoint.B
 
 def resume(out: Path, policy, state: checkpoint.Bundle, stream: BatchStream, gen: torch.Generator,
            tracker: RLTracker) -> tuple[int, dict]:
-    """Restore what `save_checkpoint` wrote; returns (steps done, extra). (0, {}) when there is no complete
-    checkpoint, after dropping the killed attempt's metrics rows, since every step is redone."""
-    path = checkpoint.recover(out / "ckpt")
-    if path is None:
-        drop_metrics_after(tracker.logger.path, -math.inf)
+    """Restore what `save_checkpoint` wrote; returns (steps done, extra), or (0, {}) when there is no complete
+    checkpoint (training.resume_from, which also drops the metrics rows that will be redone)."""
+    saved = resume_from(out / "ckpt", policy, state, None, stream, tracker.logger.path)
+    if saved is None:
         return 0, {}
-    saved = checkpoint.load_state(path, policy, state, None)
-    stream.load(saved["data"])
     gen.set_state(saved["extra"]["generator"])
     tracker.load(saved["extra"]["tracker"])
-    drop_metrics_after(tracker.logger.path, saved["step"])
-    say(f"resumed from {path} at step {saved['step']}")
     return saved["step"], saved["extra"]
 
 

@@ -15,6 +15,7 @@ import os
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from rlhfkit.data.jsonl import write_jsonl
 from rlhfkit.world.corpus import generate_corpus
 from rlhfkit.world.judge import judge
 from rlhfkit.world.splits import SIZES, build_splits
@@ -29,13 +30,9 @@ FILES = {
 }
 
 
-def _write_jsonl(path: Path, records: list[dict]) -> None:
-    _write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-
-
 def _write_text(path: Path, text: str) -> None:
-    """Atomic (temp file, then rename): under several processes every rank may export the same world into one
-    folder, and a rank reading a file must never see another's half-written copy."""
+    """Atomic (temp file, then rename), as the JSONL files are (`write_jsonl`): under several processes every
+    rank may export the same world into one folder, and a rank must never read another's half-written copy."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8", newline="\n")
     os.replace(tmp, path)
@@ -62,9 +59,9 @@ def export(out_dir: str | Path, seed: int = 0, size: str = "tiny") -> dict[str, 
     docs = generate_corpus(seed, SIZES[size].corpus_chars)
     splits = build_splits(seed, size)
     paths = {name: out / fname for name, fname in FILES.items()}
-    _write_jsonl(paths["pretrain"], [{"text": d} for d in docs])
+    write_jsonl(paths["pretrain"], [{"text": d} for d in docs])
     for split in ("sft", "rm", "rl", "eval"):
-        _write_jsonl(paths[split], splits[split])
+        write_jsonl(paths[split], splits[split])
     summary = {
         "seed": seed,
         "size": size,
