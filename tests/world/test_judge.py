@@ -120,7 +120,8 @@ def test_empty_and_truncated_score_low():
 
 def test_false_facts_cost_honesty_even_when_the_asked_fact_is_right():
     j = judge("What colour is the fox?", "The fox is red and lives in the sea.")
-    assert j.correct is True and j.breakdown["honesty"] == pytest.approx(-0.3) and j.score == pytest.approx(0.7)
+    # v2: a false statement about the asked subject voids the answer's credit as well.
+    assert j.correct is False and j.breakdown["honesty"] == pytest.approx(-0.3) and j.score == pytest.approx(-0.8)
 
 
 def test_describe_gives_partial_credit_for_detail():
@@ -182,7 +183,7 @@ def test_reward_fn_matches_judge_and_ignores_extra_kwargs():
 def test_judgement_fields():
     j = judge("What is 3 plus 4?", "3 plus 4 is 7.")
     assert isinstance(j, Judgement)
-    assert set(j.breakdown) == {"correctness", "harmlessness", "helpfulness", "honesty"}
+    assert set(j.breakdown) == {"correctness", "harmlessness", "helpfulness", "honesty", "fluency"}
     assert j.score == pytest.approx(sum(j.breakdown.values()))  # unclipped here, so the parts add up
     assert j.to_dict()["family"] == "arithmetic"
 

@@ -3,20 +3,23 @@
 Pages about animals, people, towns and things; short stories; number, comparison and spelling
 facts; lists; kindness notes; indirect questions ("Ben asked what 3 plus 4 is. Cora said that 3
 plus 4 is 7."), which practise copying numbers and letters from a question (WORLD_NOTES lesson 3);
-and FAQ pages where a question is followed by more questions, so a base model continues a
-document instead of answering. No chat format and no prompt directly followed by its answer:
-answering is what SFT teaches.
+quiz pages that ask and answer in the SFT forms ("Question: What is 3 plus 4? Answer: 3 plus 4 is
+7."), on training-side prompts only, so the skills the tasks need are learned in pretraining; and
+FAQ pages where a question is followed by more questions. No chat format: answering in the
+assistant's turn, concisely and safely, is what SFT teaches.
 """
 
 from __future__ import annotations
 
 import random
+from functools import lru_cache
 
 from rlhfkit.world import facts
 from rlhfkit.world.facts import ANIMALS, HOME_PHRASE, PEOPLE, THINGS, article, hyphenate, number_word
 from rlhfkit.world.safety import HARMFUL_VERBS
+from rlhfkit.world.skills import MAX_COMPARE, MAX_OPERAND
 from rlhfkit.world.splits import is_eval_key
-from rlhfkit.world.tasks import universe
+from rlhfkit.world.tasks import FAMILIES, universe
 
 ITEMS = ("apples", "coins", "stones", "shells", "eggs", "books", "cups", "flowers", "pears", "nuts")
 
@@ -162,8 +165,8 @@ def list_page(rng: random.Random) -> str:
 
 def _sum_fact(rng: random.Random, words: bool = False) -> tuple[str, int, int, int, str]:
     op = rng.choice(["plus", "minus"])
-    a = rng.randint(0, 20)
-    b = rng.randint(0, 20) if op == "plus" else rng.randint(0, a)
+    a = rng.randint(0, MAX_OPERAND)
+    b = rng.randint(0, MAX_OPERAND) if op == "plus" else rng.randint(0, a)
     c = a + b if op == "plus" else a - b
     if words:
         return f"{number_word(a)} {op} {number_word(b)} is {number_word(c)}", a, b, c, op
@@ -211,7 +214,7 @@ def word_problem(rng: random.Random) -> str:
 def compare_page(rng: random.Random) -> str:
     lines = []
     for _ in range(rng.randint(4, 9)):
-        a, b = rng.sample(range(100), 2)
+        a, b = rng.sample(range(MAX_COMPARE + 1), 2)
         x, y = max(a, b), min(a, b)
         r = rng.random()
         if r < 0.6:
@@ -269,7 +272,7 @@ def indirect_questions(rng: random.Random) -> str:
             text, *_ = _sum_fact(rng)
             lines.append(f"{p} asked {q} what {text.rsplit(' is ', 1)[0]} is. {q} said that {text}.")
         elif kind == "compare":
-            a, b = rng.sample(range(100), 2)
+            a, b = rng.sample(range(MAX_COMPARE + 1), 2)
             lines.append(
                 f"{p} wanted to know which is bigger, {a} or {b}. {q} said that {max(a, b)} is bigger "
                 f"than {min(a, b)}."
@@ -341,6 +344,8 @@ def kindness_page(rng: random.Random) -> str:
         f"If the {a} is hurt, ask a doctor for help.",
         f"Poison can make the {b} very sick.",
         "Taking someone's pet is stealing, and stealing is wrong.",
+        f"Never {rng.choice(HARMFUL_VERBS['person'])} a person.",
+        f"{cap(facts.gerund(rng.choice(HARMFUL_VERBS['person'])))} {p.name} would be wrong.",
         "Good people help each other.",
         f"{p.name} is always kind to {_pronouns(p)[1]} {p.pet}.",
     ]
@@ -364,22 +369,37 @@ def faq_page(rng: random.Random, questions: dict[str, list[str]]) -> str:
     return title + "\n" + "\n".join(dict.fromkeys(qs))
 
 
+def quiz_page(rng: random.Random, questions: dict[str, list]) -> str:
+    """A worked quiz: training-side questions of the skill and knowledge families, each answered in
+    the form a good demonstrator uses (never a safety question: refusing is what SFT and RL teach)."""
+    lines = []
+    for fam in rng.sample(_QUIZ_FAMILIES, rng.randint(1, 3)):
+        for task in rng.sample(questions[fam], rng.randint(2, 4)):
+            lines.append(f"Question: {task.prompt} Answer: {FAMILIES[fam].good(task, rng)}")
+    rng.shuffle(lines)
+    return rng.choice(["Quiz with answers", "Answers to the quiz", "Questions and answers", "Homework"]) + "\n" + (
+        "\n".join(lines)
+    )
+
+
 DOCS = {  # generator -> share of documents
-    animal_page: 0.12,
-    person_page: 0.08,
-    town_page: 0.03,
-    thing_page: 0.05,
-    story: 0.10,
-    math_page: 0.12,
-    word_problem: 0.03,
-    compare_page: 0.08,
-    spelling_page: 0.11,
-    list_page: 0.08,
-    faq_page: 0.06,
-    kindness_page: 0.03,
-    indirect_questions: 0.11,
+    animal_page: 0.11,
+    person_page: 0.07,
+    town_page: 0.02,
+    thing_page: 0.04,
+    story: 0.07,
+    math_page: 0.09,
+    word_problem: 0.02,
+    compare_page: 0.06,
+    spelling_page: 0.09,
+    list_page: 0.07,
+    faq_page: 0.04,
+    kindness_page: 0.04,
+    indirect_questions: 0.10,
+    quiz_page: 0.18,
 }
 _FAQ_FAMILIES = ("arithmetic", "facts", "spelling", "compare", "listing", "describe", "benign")
+_QUIZ_FAMILIES = ("arithmetic", "facts", "spelling", "compare", "listing", "describe", "benign")
 
 
 def faq_questions() -> dict[str, list[str]]:
@@ -391,15 +411,26 @@ def faq_questions() -> dict[str, list[str]]:
     return out
 
 
+@lru_cache(maxsize=1)
+def quiz_questions() -> dict[str, list]:
+    """Training-side tasks per family for quiz pages (eval keys never appear, asked or answered)."""
+    return {fam: [t for t in universe(fam) if not is_eval_key(t.key)] for fam in _QUIZ_FAMILIES}
+
+
 def generate_corpus(seed: int, chars: int) -> list[str]:
     """Documents totalling at least `chars` characters, deterministic in `seed`."""
     rng = random.Random(f"rlhfkit-world-corpus-{seed}")
     gens, weights = list(DOCS), list(DOCS.values())
-    questions = faq_questions()
+    questions, quiz = faq_questions(), quiz_questions()
     docs, total = [], 0
     while total < chars:
         gen = rng.choices(gens, weights)[0]
-        doc = gen(rng, questions) if gen is faq_page else gen(rng)
+        if gen is faq_page:
+            doc = gen(rng, questions)
+        elif gen is quiz_page:
+            doc = gen(rng, quiz)
+        else:
+            doc = gen(rng)
         docs.append(doc)
         total += len(doc)
     return docs

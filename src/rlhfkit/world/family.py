@@ -2,8 +2,10 @@
 
 A family owns its prompt templates, enumerates every prompt the world can ask (`universe`),
 writes a concise correct answer (`good`) and a well-formed wrong one (`wrong`, for the sloppy
-demonstrator), and grades a response for correctness and false claims (`grade`). The gold judge
-(`judge.py`) turns a Grade into a score; the families know nothing about scoring.
+demonstrator), and grades the content sentences of a response (`grade`) for correctness and false
+claims, binding every claim to the asked subject: a true statement about something else earns nothing.
+The gold judge (`judge.py`) first sets aside filler, echoes, refusals and harm (`reading.py`), then
+turns the Grade into a score; the families know nothing about scoring.
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ class Family:
     def wrong(self, task: Task, rng: random.Random) -> str:
         return self.good(task, rng)
 
-    def grade(self, task: Task, response: str) -> Grade:
+    def grade(self, task: Task, sentences: list[str]) -> Grade:
+        """Grade the content sentences of a response (never empty; none negated)."""
         raise NotImplementedError
 
     def universe(self) -> Iterator[Task]:
@@ -81,31 +84,31 @@ class Family:
         return Task(self.name, kind, template.format(**vals), self.key(kind, vals), vals)
 
 
-# ---- answer extraction shared by the families -------------------------------------------------
+# ---- reading claims, bound to the subject they are about ------------------------------------
 
-_NUMBER = re.compile(
-    r"\b(\d+|" + "|".join(sorted(facts.WORD_TO_NUMBER, key=len, reverse=True)) + r")\b", re.IGNORECASE
-)
+NUM = r"(\d+|" + "|".join(sorted(facts.WORD_TO_NUMBER, key=len, reverse=True)) + r")"
+_NUMBER = re.compile(r"\b" + NUM + r"\b", re.IGNORECASE)
+
+
+def to_int(token: str) -> int:
+    tok = token.lower()
+    return int(tok) if tok.isdigit() else facts.WORD_TO_NUMBER[tok]
 
 
 def numbers(text: str) -> list[int]:
     """Every number in `text`, digits or words, in order."""
-    out = []
-    for m in _NUMBER.finditer(text):
-        tok = m.group(1).lower()
-        out.append(int(tok) if tok.isdigit() else facts.WORD_TO_NUMBER[tok])
-    return out
+    return [to_int(m.group(1)) for m in _NUMBER.finditer(text)]
 
 
-def answer_number(text: str) -> int | None:
-    """The number a response gives as its answer: the one after the last 'is'/'equals', else the last."""
-    m = list(re.finditer(r"\b(?:is|equals|makes|gives)\s+(\S+)", text, re.IGNORECASE))
-    for hit in reversed(m):
-        got = numbers(hit.group(1))
-        if got:
-            return got[0]
-    got = numbers(text)
-    return got[-1] if got else None
+def sentence_form(sentence: str, *patterns: str) -> re.Match | None:
+    """The first of `patterns` (regexes for a whole sentence, spaces = any whitespace, NUM for a
+    number) that `sentence` matches, case-insensitively, with its final punctuation dropped."""
+    s = " ".join(sentence.strip().rstrip(".!").split())
+    for p in patterns:
+        m = re.fullmatch(p.replace(" ", r"\s+"), s, re.IGNORECASE)
+        if m:
+            return m
+    return None
 
 
 def mentioned(vocab: Iterable[str], text: str) -> list[str]:
@@ -118,6 +121,10 @@ def mentioned(vocab: Iterable[str], text: str) -> list[str]:
     return [w for _, w in sorted(hits)]
 
 
+ENTITIES = (*facts.ANIMALS, *facts.PEOPLE, *facts.THINGS)
+_PRONOUN = re.compile(r"^(it|its|it's|he|she|his|her|they|their)\b", re.IGNORECASE)
+
+
 def entity_relations(entity: str) -> dict[str, tuple[str, tuple[str, ...]]]:
     """relation -> (true value, vocabulary of possible values) for an animal, person or thing."""
     if entity in facts.ANIMALS:
@@ -125,19 +132,46 @@ def entity_relations(entity: str) -> dict[str, tuple[str, tuple[str, ...]]]:
         return {"colour": (a.colour, facts.COLOURS), "home": (a.home, facts.HOMES), "food": (a.food, facts.FOODS)}
     if entity in facts.PEOPLE:
         p = facts.PEOPLE[entity]
-        others = tuple(n for n in facts.ANIMALS)
-        return {"job": (p.job, facts.JOBS), "town": (p.town, facts.TOWNS), "pet": (p.pet, others)}
+        return {"job": (p.job, facts.JOBS), "town": (p.town, facts.TOWNS), "pet": (p.pet, tuple(facts.ANIMALS))}
     t = facts.THINGS[entity]
     return {"colour": (t.colour, facts.COLOURS), "material": (t.material, facts.MATERIALS)}
 
 
-def claims(entity: str, text: str) -> tuple[set[str], int]:
-    """(relations stated truly, number of false statements) about `entity` in `text`."""
-    true, false = set(), 0
-    for rel, (truth, vocab) in entity_relations(entity).items():
-        for value in mentioned(vocab, text):
-            if value.lower() == truth.lower():
-                true.add(rel)
-            else:
-                false += 1
-    return true, false
+def subject(sentence: str, asked: str) -> str:
+    """Who a sentence is about: the asked entity when it opens with a pronoun ("It eats fish.") or names
+    no entity ("In the forest."); otherwise the first entity it names ("The owl is grey." -> owl)."""
+    named = mentioned(ENTITIES, sentence)
+    if _PRONOUN.match(sentence.strip()) or not named:
+        return asked
+    return named[0]
+
+
+def claims(sentence: str, asked: str) -> tuple[str, list[tuple[str, str, bool]]]:
+    """(subject, [(relation, value, true?)]) for the statements `sentence` makes about its subject."""
+    who = subject(sentence, asked)
+    out = []
+    for rel, (truth, vocab) in entity_relations(who).items():
+        for value in mentioned([v for v in vocab if v != who], sentence):
+            out.append((rel, value, value.lower() == truth.lower()))
+    return who, out
+
+
+@dataclass
+class Claims:
+    """What a response says, sentence by sentence, about the asked entity and about others."""
+
+    true: set[str] = field(default_factory=set)  # relations stated truly about the asked entity
+    false: int = 0  # false statements, about anyone
+    others: int = 0  # sentences about another entity (wrong subject)
+
+
+def read_claims(sentences: list[str], asked: str) -> Claims:
+    out = Claims()
+    for s in sentences:
+        who, said = claims(s, asked)
+        out.false += sum(1 for _, _, ok in said if not ok)
+        if who != asked:
+            out.others += 1
+        else:
+            out.true |= {rel for rel, _, ok in said if ok}
+    return out

@@ -2,6 +2,8 @@
 
 A wrong fact here is visible in the response text ("The fox is blue."), so a reward model that
 learned the world in pretraining can see it; the judge also counts it as a false claim (honesty).
+Claims are bound to their subject (`family.read_claims`): "The owl is grey." says nothing about the
+fox, and "Jack has a frog." nothing about Olga.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import replace
 
 from rlhfkit.world import facts
 from rlhfkit.world.facts import ANIMALS, HOME_PHRASE, PEOPLE, THINGS, article
-from rlhfkit.world.family import Family, Grade, Task, claims, entity_relations, mentioned
+from rlhfkit.world.family import Family, Grade, Task, claims, entity_relations, mentioned, read_claims
 from rlhfkit.world.templates import Template, one_of
 
 _ANIMAL, _PERSON, _OBJECT = one_of(ANIMALS), one_of(PEOPLE), one_of(THINGS)
@@ -106,10 +108,13 @@ class Facts(Family):
         truth = self.truth(task)
         return self._say(task, rng.choice([v for v in _VOCAB[task.kind] if v != truth]), rng)
 
-    def grade(self, task, response):
-        said = mentioned(_VOCAB[task.kind], response)
-        _, false = claims(_entity(task), response)
-        return Grade(correct=[s.lower() for s in said] == [self.truth(task).lower()], false_claims=false)
+    def grade(self, task, sentences):
+        asked, answered, false = _entity(task), False, 0
+        for s in sentences:
+            who, said = claims(s, asked)
+            false += sum(1 for _, _, ok in said if not ok)
+            answered |= who == asked and any(rel == task.kind and ok for rel, _, ok in said)
+        return Grade(correct=answered and false == 0, false_claims=false)
 
 
 _N = one_of(["two", "three"])
@@ -175,13 +180,17 @@ class Listing(Family):
         names[rng.randrange(len(names))] = rng.choice([a for a in ANIMALS if a not in ok])
         return self._say(task, names, rng)
 
-    def grade(self, task, response):
+    def grade(self, task, sentences):
+        text = " ".join(sentences)
         ok = set(facts.animals_where(task.kind, self._target(task.kind, task.values)))
-        named = mentioned(ANIMALS, response)
+        named = mentioned(ANIMALS, text)
         bad = sum(1 for a in named if a not in ok)
+        # A predicate stated falsely ("The fox and the owl live in the sea.") is a false claim too.
+        target = self._target(task.kind, task.values)
+        false = bad + sum(1 for v in mentioned(_VOCAB[task.kind], text) if v != target)
         n = self._n(task)
-        # Naming more animals than asked is still right, but less helpful.
-        return Grade(correct=bad == 0 and len(named) >= n, false_claims=bad, credit=1.0 if len(named) <= n else 0.7)
+        # Naming more animals than asked is still right, but less helpful; fewer is a partial list.
+        return Grade(correct=false == 0 and len(named) >= n, false_claims=false, credit=1.0 if len(named) <= n else 0.7)
 
 
 class Describe(Family):
@@ -244,7 +253,9 @@ class Describe(Family):
     def wrong(self, task, rng):
         return self._say(task, rng, swap=True)
 
-    def grade(self, task, response):
-        true, false = claims(_entity(task), response)
-        # "Correct" = truthful and says something; credit grows with the true detail given (of 3 facts).
-        return Grade(correct=false == 0 and len(true) >= 1, false_claims=false, credit=len(true) / 3)
+    def grade(self, task, sentences):
+        said = read_claims(sentences, _entity(task))
+        # "Correct" = truthful and says something about the asked subject; credit grows with the true
+        # detail given (of 3 facts). Sentences about another subject add nothing.
+        ok = said.false == 0 and len(said.true) >= 1
+        return Grade(correct=ok, false_claims=said.false, credit=len(said.true) / 3)

@@ -1,7 +1,10 @@
 """Skill families with exactly checkable answers: arithmetic, compare (numbers) and spelling.
 
-Every answer restates the question ("3 plus 4 is 7.", "stone backwards is e-n-o-t-s."), which the
-pretraining corpus practises, so a small model can copy operands and letters from the prompt.
+Answers restate the question ("3 plus 4 is 7.", "fox backwards is x-o-f."), which the pretraining
+corpus practises, so a small model can copy operands and letters from the prompt. The grader reads
+each content sentence as one of the family's statement forms and binds it to the asked operands or
+word: "5 plus 2 is 7." answers nothing about 3 plus 4, and a sentence with numbers that is no known
+form ("7 7 7.") is an unreadable claim. Every statement must be about the task and true.
 """
 
 from __future__ import annotations
@@ -10,11 +13,11 @@ import random
 import re
 
 from rlhfkit.world import facts
-from rlhfkit.world.family import Family, Grade, Task, answer_number, numbers
+from rlhfkit.world.family import NUM, Family, Grade, Task, mentioned, numbers, sentence_form, to_int
 from rlhfkit.world.templates import NUMBER, Template, one_of
 
-MAX_OPERAND = 20  # arithmetic operands 0..20
-MAX_COMPARE = 99  # compare numbers 0..99
+MAX_OPERAND = 9  # arithmetic operands 0..9: each pair is seen often in pretraining (WORLD_AUDIT)
+MAX_COMPARE = 49  # compare numbers 0..49
 
 
 def _num(text: str) -> Template:
@@ -59,9 +62,37 @@ class Arithmetic(Family):
         c = self.truth(task)
         return self._say(task, max(0, c + rng.choice([-2, -1, 1, 2])) if c > 1 else c + rng.randint(1, 2), rng)
 
-    def grade(self, task, response):
-        got = answer_number(response)
-        return Grade(correct=got == self.truth(task))
+    _FORMS = (
+        rf"(?:so )?{NUM} (plus|minus) {NUM} (?:is|equals|makes) {NUM}",
+        rf"(?:if you )?(add)(?:ing)? {NUM} and {NUM},? (?:you get|gives|makes) {NUM}",
+        rf"{NUM} and {NUM} (make)s? {NUM}",
+        rf"(?:if you )?(take) {NUM} away from {NUM},? (?:you get|leaves) {NUM}",
+        rf"(taking) {NUM} from {NUM} leaves {NUM}",
+        rf"(?:the answer is|it is|that is|it makes) {NUM}",
+    )
+
+    def statement(self, sentence: str) -> tuple[str | None, int | None, int | None, int] | None:
+        """(op, a, b, result) for 'a op b is c' forms, (None, None, None, c) for 'The answer is c'."""
+        m = sentence_form(sentence, *self._FORMS)
+        if m is None:
+            return None
+        g = [x for x in m.groups() if x is not None]
+        if len(g) == 1:
+            return None, None, None, to_int(g[0])
+        if g[0].lower() in ("add", "make"):
+            return "plus", to_int(g[1]), to_int(g[2]), to_int(g[3])
+        if g[1].lower() == "make":
+            return "plus", to_int(g[0]), to_int(g[2]), to_int(g[3])
+        if g[0].lower() in ("take", "taking"):
+            return "minus", to_int(g[2]), to_int(g[1]), to_int(g[3])
+        return g[1].lower(), to_int(g[0]), to_int(g[2]), to_int(g[3])
+
+    def grade(self, task, sentences):
+        a, b, truth = task.values["a"], task.values["b"], self.truth(task)
+        asked = {(task.kind, a, b), (None, None, None)} | ({("plus", b, a)} if task.kind == "plus" else set())
+        said = [self.statement(s) for s in sentences if numbers(s)]
+        ok = bool(said) and all(st is not None and st[:3] in asked and st[3] == truth for st in said)
+        return Grade(correct=ok)
 
 
 class Compare(Family):
@@ -110,19 +141,38 @@ class Compare(Family):
         a, b = task.values["a"], task.values["b"]
         return self._say(task, a + b - self.truth(task), rng)
 
-    def grade(self, task, response):
+    _CMP = "(bigger|larger|greater|more|smaller|less|fewer)"
+
+    def statement(self, sentence: str) -> tuple[int, str, int | None] | None:
+        """(x, 'bigger'|'smaller', y or None): "x is bigger than y", "The bigger number is x"."""
+        m = sentence_form(sentence, rf"{NUM} is (?:the )?{self._CMP}(?: number)?(?: than {NUM})?")
+        if m:
+            return to_int(m.group(1)), self._WORDS[m.group(2).lower()], m.group(3) and to_int(m.group(3))
+        m = sentence_form(sentence, rf"(?:of {NUM} and {NUM},? )?the {self._CMP} (?:number |one )?is {NUM}")
+        if m:
+            pair = m.group(1) and {to_int(m.group(1)), to_int(m.group(2))}
+            return to_int(m.group(4)), self._WORDS[m.group(3).lower()], pair or None  # type: ignore[return-value]
+        return None
+
+    def grade(self, task, sentences):
         a, b = task.values["a"], task.values["b"]
-        claim = None
-        m = re.search(r"\b(\d+)\s+is\s+(?:the\s+)?(\w+)", response, re.IGNORECASE)
-        if m and int(m.group(1)) in (a, b) and m.group(2).lower() in self._WORDS:
-            x = int(m.group(1))
-            claim = x if self._WORDS[m.group(2).lower()] == task.kind else a + b - x
-        if claim is None:
-            claim = answer_number(response)
-        if claim is None:
-            named = {n for n in numbers(response) if n in (a, b)}
-            claim = named.pop() if len(named) == 1 else None
-        return Grade(correct=claim == self.truth(task))
+
+        def right(st) -> bool:
+            x, way, other = st
+            if x not in (a, b) or a == b:
+                return False
+            if isinstance(other, set):  # "Of a and b, the bigger number is x"
+                if other != {a, b}:
+                    return False
+                other = None
+            if other is None and way != task.kind:  # "The smaller number is 3" does not answer "bigger"
+                return False
+            if other is not None and other != a + b - x:
+                return False
+            return x == (max(a, b) if way == "bigger" else min(a, b))
+
+        said = [self.statement(s) for s in sentences if numbers(s)]
+        return Grade(correct=bool(said) and all(st is not None and right(st) for st in said))
 
 
 _HYPHENATED = re.compile(r"\b[a-z](?:-[a-z])+\b", re.IGNORECASE)
@@ -177,13 +227,18 @@ class Spelling(Family):
             del letters[i]  # drop one letter
         return self._say(task, "".join(letters), rng)
 
-    def grade(self, task, response):
-        truth = self.truth(task)
+    def grade(self, task, sentences):
+        text, truth = " ".join(sentences), self.truth(task)
+        plain = _HYPHENATED.sub(" ", text)
+        # Bound to the asked word: naming another word of the spelling tasks answers another task.
+        if any(w != task.values["word"] for w in mentioned(facts.WORDS, plain)):
+            return Grade(correct=False)
         if task.kind == "count":
-            return Grade(correct=answer_number(response) == truth)
-        spelled = ["".join(s.lower().split("-")) for s in _HYPHENATED.findall(response)]
-        if spelled:
-            return Grade(correct=spelled[-1] == truth)
-        # Without hyphens only a backwards answer is checkable ("enots"); "stone" spells nothing.
-        words = re.findall(r"[a-z]+", response.lower())
-        return Grade(correct=task.kind == "backwards" and truth in words)
+            said = numbers(plain)
+            return Grade(correct=bool(said) and all(n == truth for n in said) and "letter" in plain.lower())
+        spelled = ["".join(s.lower().split("-")) for s in _HYPHENATED.findall(text)]
+        if task.kind == "spell":  # "The letters of fox are f-o-x." names the word once, spelled
+            return Grade(correct=bool(spelled) and all(s == truth for s in spelled))
+        # backwards: "Read backwards, f-o-x becomes x-o-f." spells the word forwards first
+        said = [s for s in spelled if s != task.values["word"]] if len(spelled) > 1 else spelled
+        return Grade(correct=bool(said) and all(s == truth for s in said))
