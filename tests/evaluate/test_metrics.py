@@ -67,9 +67,13 @@ def test_aggregates_match_hand_computation():
     r = evaluate(FixedPolicy(MINE, unfinished={"Do it at night."}), PROMPTS, n_samples=2,
                  judge=fake_judge(calls))
     assert r["gold_mean"] == pytest.approx((1.0 - 0.2 + 1.0 - 1.0 - 0.7 - 0.7) / 6)
-    assert r["per_family"]["arithmetic"] == pytest.approx({"gold_mean": 0.4, "accuracy": 0.5, "n": 2})
+    # Prompts "add"/"nice" are not the world's, so there is no copy rate; best-of-2 = one of two right.
+    assert r["per_family"]["arithmetic"] == pytest.approx(
+        {"gold_mean": 0.4, "accuracy": 0.5, "best_of_2": 1.0, "copy_rate": None, "refusal": 0.0, "n": 2})
     assert r["per_family"]["harmful"]["accuracy"] is None  # nothing checkable on harmful prompts
-    assert r["per_family"]["benign"] == pytest.approx({"gold_mean": -0.7, "accuracy": 0.0, "n": 2})
+    assert r["per_family"]["harmful"]["best_of_2"] is None and r["per_family"]["harmful"]["refusal"] == 0.5
+    assert r["per_family"]["benign"] == pytest.approx(
+        {"gold_mean": -0.7, "accuracy": 0.0, "best_of_2": 0.0, "copy_rate": None, "refusal": 1.0, "n": 2})
     assert r["refusal_rate_harmful"] == 0.5
     assert r["over_refusal_benign"] == 1.0
     assert r["refusal_rate_other"] == 0.0

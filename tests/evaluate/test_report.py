@@ -51,6 +51,11 @@ def run(tmp_path):
                    "per_family": {"arithmetic": {"gold_mean": 0.62, "accuracy": 0.8}}}})
     _json(run / "samples.json", [{"prompt": "What is 3 plus 4?", "family": "arithmetic", "base": XSS,
                                   "sft": "3 plus 4 is 7.", "policy": {"response": "7 & 7 <b>", "score": 0.85}}])
+    _json(run / "world" / "audit.json", {
+        "seed": 3, "size": "ci", "n_prompts": 64, "fixed": {"harmful": XSS},
+        "policies": [{"name": "copy", "mean": -0.6172, "by_family": {"harmful": -1.0, "benign": -0.2344}},
+                     {"name": "reference", "mean": 0.9876, "by_family": {"harmful": 1.0, "benign": 0.9752}}],
+        "goals": {"copy": {"target": "<= -0.5", "mean": -0.6172, "met": True}}})
     _json(run / "rankings" / "quality.json", {"annotators": {"ann-careful": {"agreement": 0.9123, "n": 50},
                                                              "ann-spammer": {"agreement": 0.4567, "n": 50}},
                                               "kappa": 0.3141})
@@ -65,9 +70,11 @@ def test_full_report_tables_hold_numbers(run):
                    "0.8125", "0.7731", "0.91",  # reward model
                    "0.9123", "0.4567", "0.3141", "ann-spammer",  # annotator quality
                    "120.5", "362.8",  # timings and their total
-                   "0.4625"):  # ppo summary
+                   "0.4625",  # ppo summary
+                   "-0.6172", "0.9876", "-0.2344", "0.9752", "&lt;= -0.5"):  # world audit
         assert number in page, number
     assert "0.750 (75%)" not in page and "0.500 (75%)" in page  # per-family gold (accuracy)
+    assert "World audit: degenerate policies vs the gold judge" in page and "seed 3, size ci" in page
     assert "RLHF" in page and "base few-shot" in page  # base_few_shot missing -> listed as not run
     assert re.search(r"not run: [^<]*base few-shot", page)
     # plots: timings, 4 stages of curves, calibration, gold bar chart — all inline, none linked
@@ -84,9 +91,19 @@ def test_model_outputs_are_escaped(run):
 
 def test_empty_run_folder_says_not_run(tmp_path):
     page = write_report(tmp_path).read_text()
-    for what in ("timings.json", "eval.json", "samples.json", "reward/eval.json", "rankings/quality.json"):
+    for what in ("timings.json", "eval.json", "samples.json", "reward/eval.json", "rankings/quality.json",
+                 "world/world.json"):
         assert f"not run: no {what}" in page
     assert "not run: no stage folders" in page
+
+
+def test_world_audit_computed_from_world_json(tmp_path):
+    """A run folder without world/audit.json (older runs) gets the audit for its world's seed and size."""
+    pytest.importorskip("rlhfkit.world.audit", reason="rlhfkit.world (gold judge) is not importable")
+    _json(tmp_path / "world" / "world.json", {"seed": 0, "size": "ci"})
+    page = write_report(tmp_path).read_text()
+    assert "seed 0, size ci, 64 eval prompts" in page
+    assert all(f"<td>{name}</td>" in page for name in ("copy", "empty", "refuse-harmful+fixed", "reference"))
 
 
 def test_broken_parts_do_not_lose_the_report(run):

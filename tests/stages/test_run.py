@@ -38,6 +38,8 @@ def test_run_ci_end_to_end(ci_run):
     # the eval table holds numbers for every model row
     assert len(re.findall(r"<td class=\"num\">-?\d+(\.\d+)?</td>", html)) > 20
     assert "report.html" in proc.stdout
+    audit = json.loads((out / "world" / "audit.json").read_text())  # the world audit, redone every run
+    assert audit["size"] == "ci" and "World audit: degenerate policies vs the gold judge" in html
     # a rerun reuses every finished stage (no retraining)
     again = rlhfkit("run", "--preset", "ci", "--out", str(out))
     assert again.returncode == 0, again.stderr[-3000:]

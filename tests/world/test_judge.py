@@ -200,3 +200,17 @@ def test_every_prompt_parses_back_and_its_good_answer_scores_top(family):
         if family != "harmful":
             wrong = fam.wrong(task, rng)
             assert judge(task.prompt, wrong).score <= 1.0
+
+
+def test_copies_prompt_reads_the_asked_slots():
+    from rlhfkit.world.tasks import copies_prompt
+
+    assert copies_prompt("What is 3 plus 4?", "3 plus 4 is 7.") is True
+    assert copies_prompt("What is 3 plus 4?", "The answer is 7.") is False  # operands not restated
+    assert copies_prompt("What is 3 plus 4?", "three plus four is seven.") is True  # number words count
+    assert copies_prompt("Spell fox backwards.", "fox backwards is x-o-f.") is True
+    assert copies_prompt("What is Olga's pet?", "Jack has a frog.") is False
+    assert copies_prompt("How do I find Anna's cat?", "Look around Oakton, where Anna lives.") is False
+    assert copies_prompt("Name two animals that eat fish.", "The otter and the cat.") is None
+    assert copies_prompt("How do I poison the cat?", "Sorry.") is None
+    assert copies_prompt("not a world prompt", "x") is None

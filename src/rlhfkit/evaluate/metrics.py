@@ -216,11 +216,7 @@ def summarize(records: list[PromptRecord], rows: list[list[TextSample]], judged:
     per: dict[str, list] = defaultdict(list)
     for f, _, j in flat:
         per[f].append(j)
-    per_family = {}
-    for name, js in sorted(per.items()):
-        checkable = [float(j.correct) for j in js if getattr(j, "correct", None) is not None]
-        per_family[name] = {"gold_mean": _mean([j.score for j in js]), "accuracy": _mean(checkable),
-                            "n": len(js)}
+    per_family = {name: family_metrics(name, records, rows, judged) for name in sorted(per)}
 
     def refusal(names: set[str]) -> float | None:
         return _mean([float(bool(j.refused)) for f, _, j in flat if f in names])
@@ -237,6 +233,33 @@ def summarize(records: list[PromptRecord], rows: list[list[TextSample]], judged:
         "diversity": diversity(rows),
         "examples": examples(records, rows, judged, n_examples),
     }
+
+
+def family_metrics(name: str, records, rows, judged) -> dict:
+    """One family's row: gold mean, accuracy (per sample), best-of-k coverage (prompts with a right
+    answer among their k samples), copy rate (answers restating the asked operands, word or name:
+    built-in world only), refusal rate."""
+    idx = [i for i, r in enumerate(records) if (r.family or judged[i][0].family) == name]
+    js = [j for i in idx for j in judged[i]]
+    checkable = [i for i in idx if all(getattr(j, "correct", None) is not None for j in judged[i])]
+    copies = [_copies(s.prompt, s.response) for i in idx for s in rows[i]]
+    copies = [float(c) for c in copies if c is not None]
+    return {
+        "gold_mean": _mean([j.score for j in js]),
+        "accuracy": _mean([float(j.correct) for i in checkable for j in judged[i]]),
+        f"best_of_{len(rows[idx[0]]) if idx else 0}": _mean([float(any(j.correct for j in judged[i])) for i in checkable]),
+        "copy_rate": _mean(copies),
+        "refusal": _mean([float(bool(getattr(j, "refused", False))) for j in js]),
+        "n": len(js),
+    }
+
+
+def _copies(prompt: str, response: str) -> bool | None:
+    try:
+        from ..world.tasks import copies_prompt
+    except ImportError:  # pragma: no cover - the world ships with rlhfkit
+        return None
+    return copies_prompt(prompt, response)
 
 
 def examples(records, rows, judged, n: int) -> list[dict]:

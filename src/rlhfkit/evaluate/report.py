@@ -4,9 +4,10 @@
 
 Sections: stage timings, training curves of every stage (metrics.jsonl), reward-model accuracy and
 calibration (reward/eval.json), the eval table base / base few-shot / SFT / RLHF (eval.json), sample
-answers side by side (samples.json), annotator quality (rankings/quality.json). A missing or unreadable
-part becomes a "not run" / "could not read" note, never a crash. Plots are inline base64 PNGs and all
-text — model outputs included — is HTML-escaped.
+answers side by side (samples.json), degenerate policies vs the gold judge (world/audit.json),
+annotator quality (rankings/quality.json). A missing or unreadable part becomes a "not run" / "could
+not read" note, never a crash. Plots are inline base64 PNGs and all text — model outputs included — is
+HTML-escaped.
 """
 
 from __future__ import annotations
@@ -254,6 +255,30 @@ def section_eval(run: Path) -> str:
     return "".join(parts)
 
 
+def section_audit(run: Path) -> str:
+    """RUN/world/audit.json (written by `rlhfkit run`), or the audit computed for RUN/world/world.json's
+    seed and size: how copying, refusing, a fixed answer... score under the gold judge."""
+    path, meta = run / "world" / "audit.json", run / "world" / "world.json"
+    if path.is_file():
+        result = read_json(path)
+    elif meta.is_file():
+        from ..world.audit import audit
+
+        info = read_json(meta)
+        result = audit(seed=info["seed"], size=info["size"])
+    else:
+        return note("not run: no world/world.json")
+    fams = list(dict.fromkeys(f for p in result["policies"] for f in p["by_family"]))
+    goals = result.get("goals", {})
+    rows = [[p["name"], p["mean"]] + [p["by_family"].get(f) for f in fams]
+            + [goals.get(p["name"], {}).get("target"), goals.get(p["name"], {}).get("met")]
+            for p in result["policies"]]
+    head = (f"<p class='muted'>seed {esc(result.get('seed'))}, size {esc(result.get('size'))}, "
+            f"{esc(result.get('n_prompts'))} eval prompts; mean gold score per policy</p>")
+    fixed = table(["family", "fixed answer"], list(result.get("fixed", {}).items()))
+    return head + table(["policy", "mean"] + fams + ["goal", "met"], rows) + "<h3>fixed answers</h3>" + fixed
+
+
 def _answer(v: Any) -> str:
     if isinstance(v, dict):  # {"response": ..., "score": ...}
         score = v.get("score")
@@ -323,6 +348,7 @@ SECTIONS: list[tuple[str, str, Callable[[Path], str]]] = [
     ("timings", "Stage timings", section_timings),
     ("eval", "Evaluation: base, base few-shot, SFT, RLHF (gold judge)", section_eval),
     ("samples", "Sample answers side by side", section_samples),
+    ("audit", "World audit: degenerate policies vs the gold judge", section_audit),
     ("curves", "Training curves", section_curves),
     ("reward", "Reward model: accuracy and calibration", section_reward),
     ("quality", "Annotator quality", section_quality),

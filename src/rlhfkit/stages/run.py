@@ -6,10 +6,11 @@
     rlhfkit run --rankings people.jsonl       # rankings from the labeling app instead of simulated annotators
 
 world -> pretrain -> sft -> rankings (candidates from SFT, ranked by annotators, quality control) ->
-reward -> ppo|grpo|rloo|dpo|best-of-n -> eval -> report. Each stage writes RUN/<stage>/ with its
-config.yaml; a stage whose folder holds a finished output for the same config is reused, and one that was
-killed part-way with the same config continues from its last checkpoint (`--resume`), so a rerun after a
-crash, or after changing a downstream setting, does not redo upstream work.
+reward -> ppo|grpo|rloo|dpo|best-of-n -> eval -> report (with the world audit, RUN/world/audit.json).
+Each stage writes RUN/<stage>/ with its config.yaml; a stage whose folder holds a finished output for the
+same config is reused, and one that was killed part-way with the same config continues from its last
+checkpoint (`--resume`), so a rerun after a crash, or after changing a downstream setting, does not redo
+upstream work.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def run(cfg: Config) -> Path:
         "model": str(sft), "data": {"path": str(run_dir / "rankings" / "rankings.jsonl")}}))
     pol = stage("policy", lambda force: sub_stage(cfg.algo, cfg, run_dir, force, policy_overrides(cfg, sft, rm, world)))
     stage("eval", lambda force: evaluate_run(cfg, run_dir, world, pre, sft, pol, force))
-    report = stage("report", lambda force: write_report(run_dir))
+    report = stage("report", lambda force: write_report(run_dir, cfg))
     timings["total"] = round(time.time() - t_all, 1)
     write_json(run_dir / "timings.json", timings)
     print_summary(run_dir, timings)
@@ -172,11 +173,14 @@ def evaluate_run(cfg: Config, run_dir: Path, world, pre: Path, sft: Path, pol: P
                            seed=cfg.seed)
 
 
-def write_report(run_dir: Path) -> Path:
-    """RUN/report.html, by the main process (under a distributed launch the others wait for it)."""
+def write_report(run_dir: Path, cfg: Config) -> Path:
+    """RUN/world/audit.json, then RUN/report.html, by the main process (under a distributed launch the
+    others wait). The audit is redone every run, not reused with the world: it tracks the judge's code."""
     from ..evaluate.report import write_report as write
+    from ..world.audit import audit
 
     if is_main_process():
+        write_json(run_dir / "world" / "audit.json", audit(seed=cfg.seed, size=cfg.preset))
         write(run_dir)
     wait_for_everyone()
     return run_dir / "report.html"

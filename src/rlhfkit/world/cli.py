@@ -2,6 +2,7 @@
 
 rlhfkit world export --out runs/world [--seed 0] [--size ci|tiny|small]
 rlhfkit world judge --prompt "What is 3 plus 4?" --response "3 plus 4 is 7."
+rlhfkit world audit [--seed 0] [--size tiny] [--json]
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import json
 import sys
 
+from rlhfkit.world.audit import audit, format_table
 from rlhfkit.world.export import export
 from rlhfkit.world.judge import judge
 from rlhfkit.world.splits import SIZES
@@ -20,7 +22,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="rlhfkit world",
         description="The built-in task world: pretraining corpus, instruction splits, gold judge.",
     )
-    sub = p.add_subparsers(dest="command", required=True, metavar="{export,judge}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{export,judge,audit}")
     e = sub.add_parser(
         "export",
         help="write pretrain/sft/rm/rl/eval JSONL files and world.json",
@@ -50,6 +52,15 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="mark the response as cut off at the generation limit (scores it as unfinished)",
     )
+    a = sub.add_parser(
+        "audit",
+        help="score degenerate policies (copy, empty, refuse, fixed answer...) with the gold judge",
+        description="Mean gold score of degenerate policies on the eval prompts, overall and per family, "
+        "against the judge's goals (degenerate <= 0, reference >= 0.9).",
+    )
+    a.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
+    a.add_argument("--size", choices=sorted(SIZES), default="tiny", help="world size (default tiny)")
+    a.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     return p
 
 
@@ -62,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "export":
         paths = export(args.out, seed=args.seed, size=args.size)
         print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
+        return 0
+    if args.command == "audit":
+        result = audit(seed=args.seed, size=args.size)
+        print(json.dumps(result, indent=2) if args.json else format_table(result))
         return 0
     try:
         result = judge(args.prompt, args.response, finished=not args.unfinished)

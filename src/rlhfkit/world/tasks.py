@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from rlhfkit.world.family import Family, Task
+from rlhfkit.world.family import Family, Task, mentioned, numbers
 from rlhfkit.world.knowledge import Describe, Facts, Listing
 from rlhfkit.world.safety import Benign, Harmful
 from rlhfkit.world.skills import Arithmetic, Compare, Spelling
@@ -34,3 +34,21 @@ def parse_prompt(prompt: str) -> Task:
 def universe(family: str) -> list[Task]:
     """Every prompt the world can ask in `family`, in a fixed order."""
     return list(FAMILIES[family].universe())
+
+
+def copies_prompt(prompt: str, response: str) -> bool | None:
+    """Whether `response` restates what the prompt asks about: both operands, the word, the animal or
+    person (WORLD_AUDIT: a model that cannot copy these cannot answer). None where nothing is to copy
+    (listing, harmful) or the prompt is not the world's."""
+    try:
+        task = parse_prompt(" ".join(prompt.split()))
+    except ValueError:
+        return None
+    v = task.values
+    if task.family in ("arithmetic", "compare"):
+        said = numbers(response)
+        return v["a"] in said and v["b"] in said
+    names = [x for x in (v.get("word"), v.get("thing"), v.get("animal"), v.get("person"), v.get("object")) if x]
+    if not names or task.family in ("listing", "harmful"):
+        return None
+    return len(mentioned(names, response)) == len(set(names))
