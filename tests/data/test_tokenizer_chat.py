@@ -86,11 +86,12 @@ def test_special_tokens(tokenizer):
 
 
 def _reference(tok, messages):
-    """Built-in template by hand: bos, then <|role|> content <|end|> per turn; loss on content + <|end|>."""
+    """Built-in template by hand: bos, then <|role|>, " " + content, <|end|> per turn; loss on the
+    assistant's " " + content + <|end|> (the space makes a turn's first word the same token as in text)."""
     ids, mask = [tok.bos_token_id], [0]
     for m in messages:
         role = tok.convert_tokens_to_ids(f"<|{m['role']}|>")
-        body = enc(tok, m["content"]) + [tok.eos_token_id]
+        body = enc(tok, " " + m["content"]) + [tok.eos_token_id]
         ids += [role] + body
         mask += [0] + [int(m["role"] == "assistant")] * len(body)
     return ids, mask
@@ -101,22 +102,22 @@ def test_render_chat_mask_multi_turn(tokenizer):
     assert (ids, mask) == _reference(tokenizer, CONV)
     # The masked tokens decode to exactly the assistant turns, each closed by the end token.
     masked = tokenizer.decode([t for t, k in zip(ids, mask) if k])
-    assert masked == CONV[2]["content"] + EOS + CONV[4]["content"] + EOS
+    assert masked == " " + CONV[2]["content"] + EOS + " " + CONV[4]["content"] + EOS
 
 
 def test_render_prompt_and_pair(tokenizer):
     prompt, response = "What is 4 plus 5?", "It is 9."
     p_ids = render_prompt(tokenizer, prompt)
     user, assistant = tokenizer.convert_tokens_to_ids(ROLE_TOKENS[1:])
-    assert p_ids == [tokenizer.bos_token_id, user] + enc(tokenizer, prompt) + [tokenizer.eos_token_id, assistant]
+    assert p_ids == [tokenizer.bos_token_id, user] + enc(tokenizer, " " + prompt) + [tokenizer.eos_token_id, assistant]
     ids, start = render_pair(tokenizer, prompt, response)
     assert start == len(p_ids)
     assert ids[:start] == p_ids
-    assert ids[start:] == enc(tokenizer, response) + [tokenizer.eos_token_id]
+    assert ids[start:] == enc(tokenizer, " " + response) + [tokenizer.eos_token_id]
     # A conversation prompt: the response starts after the whole history's assistant header.
     ids, start = render_pair(tokenizer, CONV[:4], "Then 16.")
     assert ids[:start] == render_prompt(tokenizer, CONV[:4])
-    assert tokenizer.decode(ids[start:]) == "Then 16." + EOS
+    assert tokenizer.decode(ids[start:]) == " Then 16." + EOS
 
 
 def _chatml(tokenizer):

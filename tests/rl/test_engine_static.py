@@ -110,7 +110,10 @@ def test_dropping_rows_changes_no_draw(monkeypatch):
     assert _drops_expected(fast)
     monkeypatch.setattr(engine.StaticDecoder, "can_drop", False)
     full = _gen(model, params, eos)
-    assert torch.equal(fast.sequences, full.sequences) and torch.equal(fast.logprobs, full.logprobs)
+    assert torch.equal(fast.sequences, full.sequences)
+    # Log-probs agree to float rounding: a smaller batch may take another matmul kernel (bit-equal on some
+    # CPUs, ~1e-7 apart on others).
+    torch.testing.assert_close(fast.logprobs, full.logprobs, rtol=0, atol=1e-5)
 
 
 def test_inverse_cdf_draws_the_distribution():

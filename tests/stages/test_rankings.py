@@ -121,3 +121,20 @@ def test_quality_weights(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "rlhfkit.feedback.quality", None)  # module missing -> a clear error
     with pytest.raises(Exception, match="quality"):
         rankings.run(_cfg(tmp_path, rankings=str(src), quality_weights=True, out=str(tmp_path / "x")))
+
+
+def test_gold_ties_counts_equal_gold_scores_per_family():
+    from rlhfkit.stages.rankings import gold_ties
+
+    cands = [
+        # right / right (tie), right / wrong, right / wrong: 1 tie of 3 distinct pairs; the duplicate is one text
+        {"prompt": "What is 3 plus 4?", "family": "arithmetic",
+         "responses": ["3 plus 4 is 7.", "The answer is 7.", "3 plus 4 is 8.", "3 plus 4 is 8."]},
+        # two wrong answers (tie): 1 of 1
+        {"prompt": "Spell fox backwards.", "family": "spelling", "responses": ["x-o-f-f.", "fox backwards is o-x-f."]},
+        {"prompt": "not a world prompt", "family": "other", "responses": ["a", "b"]},
+    ]
+    out = gold_ties(cands)
+    assert out["arithmetic"] == {"tie_fraction": round(1 / 3, 4), "n_pairs": 3}
+    assert out["spelling"] == {"tie_fraction": 1.0, "n_pairs": 1}
+    assert "other" not in out and out["all"] == {"tie_fraction": 0.5, "n_pairs": 4}

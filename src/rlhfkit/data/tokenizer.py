@@ -15,11 +15,13 @@ BOS, EOS, PAD = "<|bos|>", "<|end|>", "<|pad|>"
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
 SPECIAL_TOKENS = [PAD, BOS, EOS, *ROLE_TOKENS]
 
-# Each turn is `<|role|>content<|end|>`; `<|end|>` is EOS, so generation stops at the end of a turn.
+# Each turn is `<|role|> content<|end|>`; `<|end|>` is EOS, so generation stops at the end of a turn.
+# The space keeps a word the same token at the start of a turn as inside text (" Ben", not "Ben"), so
+# a model can copy a name from the question into its answer. Generated text is stripped (rl/text.py).
 # Documented default for models that ship without a chat template too (see `ensure_chat_template`).
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}"
-    "{{ '<|' + m['role'] + '|>' + m['content'] + eos_token }}"
+    "{{ '<|' + m['role'] + '|> ' + m['content'] + eos_token }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
 )
 

@@ -123,7 +123,7 @@ class HFPolicy(Policy):
             batches.append(s)
             for p, r, fin in zip(flat[i:i + self.batch_size], s.response_ids(tok.eos_token_id),
                                  s.finished.tolist()):
-                out.append(self._finish(p, TextSample(p, tok.decode(r, skip_special_tokens=True), bool(fin), len(r))))
+                out.append(self._finish(p, TextSample(p, tok.decode(r, skip_special_tokens=True).strip(), bool(fin), len(r))))
         return [out[j * k:(j + 1) * k] for j in range(len(prompts))], batches
 
 

@@ -50,7 +50,7 @@ def collect(policy, ref, tokenizer, prompts: list[str], params: SamplingParams, 
     mask = s.response_mask.float()
     logp, _ = forward_logprobs(policy, s.sequences, s.attention_mask, s.prompt_len, temperature)
     ref_logp, _ = forward_logprobs(ref, s.sequences, s.attention_mask, s.prompt_len, temperature)
-    responses = [tokenizer.decode(r, skip_special_tokens=True) for r in s.response_ids(tokenizer.eos_token_id)]
+    responses = [tokenizer.decode(r, skip_special_tokens=True).strip() for r in s.response_ids(tokenizer.eos_token_id)]
     score, std = reward(prompts, responses)
     finished = s.finished.cpu()
     return Rollout(prompts, responses, s.sequences, s.attention_mask, mask, logp * mask, ref_logp * mask,

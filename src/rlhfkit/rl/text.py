@@ -36,7 +36,7 @@ def generate_text(model, tokenizer, prompts: list[str], k: int = 1, params: Samp
         ids = [encode_prompt(tokenizer, p, raw) for p in chunk]
         s = generate(model, ids, params, tokenizer.eos_token_id, tokenizer.pad_token_id, gen)
         for p, r, fin in zip(chunk, s.response_ids(tokenizer.eos_token_id), s.finished.tolist()):
-            out.append(TextSample(p, tokenizer.decode(r, skip_special_tokens=True), bool(fin), len(r)))
+            out.append(TextSample(p, tokenizer.decode(r, skip_special_tokens=True).strip(), bool(fin), len(r)))
     return [out[j * k:(j + 1) * k] for j in range(len(prompts))]
 
 

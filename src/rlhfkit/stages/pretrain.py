@@ -56,8 +56,10 @@ PRESETS = {
            "optim": {"max_steps": 120, "batch_size": 16, "lr": 3e-3, "warmup_steps": 10,
                      "eval_every": 60, "save_every": 60}},
     "tiny": {"arch": {"size": "tiny", "context": 256}, "data": {"world_size": "tiny"},
-             "optim": {"max_steps": 400, "batch_size": 16, "lr": 2e-3, "warmup_steps": 30,
-                       "eval_every": 100, "save_every": 200}},
+             # 800 steps: the model learns to copy names, words and operands from a question between
+             # steps 400 and 800 (world v2 probe); at 400 it answers the right form about the wrong subject.
+             "optim": {"max_steps": 800, "batch_size": 16, "lr": 2e-3, "warmup_steps": 30,
+                       "eval_every": 200, "save_every": 200}},
     "small": {"arch": {"size": "small", "context": 256}, "vocab_size": 2048, "data": {"world_size": "small"},
               "optim": {"max_steps": 3000, "batch_size": 32, "lr": 1e-3, "warmup_steps": 100,
                         "eval_every": 250, "save_every": 500}},

@@ -128,6 +128,31 @@ def identical_fraction(candidates: list[dict]) -> float:
     return same / total if total else float("nan")
 
 
+def gold_ties(candidates: list[dict]) -> dict | None:
+    """Per family: share of distinct response pairs shown to annotators that the gold judge scores
+    equally (pairs whose labels can only be noise). None when the prompts are not the world's."""
+    try:
+        from ..world.judge import judge
+    except ImportError:
+        return None
+    ties, total = Counter(), Counter()
+    for c in candidates:
+        try:
+            gold = {x: judge(c["prompt"], x).score for x in set(c["responses"])}
+        except (ValueError, KeyError):
+            continue
+        xs, fam = sorted(gold), str(c.get("family") or "-")
+        for i in range(len(xs)):
+            for j in range(i + 1, len(xs)):
+                total[fam] += 1
+                ties[fam] += gold[xs[i]] == gold[xs[j]]
+    if not total:
+        return None
+    out = {f: {"tie_fraction": round(ties[f] / total[f], 4), "n_pairs": total[f]} for f in sorted(total)}
+    out["all"] = {"tie_fraction": round(sum(ties.values()) / sum(total.values()), 4), "n_pairs": sum(total.values())}
+    return out
+
+
 def gold_agreement(records: list[dict]) -> dict | None:
     """Per annotator profile: share of pairs the gold judge orders strictly that the label orders the
     same way (tied labels count ½). None when the prompts are not the world's."""
@@ -170,6 +195,7 @@ def summarise(candidates: list[dict], records: list[dict], source: str) -> dict:
         "rankings_per_family": dict(Counter(str(r.get("family") or "-") for r in records)),
         "mean_weight": round(sum(r.get("weight", 1.0) for r in records) / max(len(records), 1), 4),
         "gold_agreement": gold_agreement(records),
+        "gold_ties": gold_ties(candidates),
     }
 
 
