@@ -22,7 +22,8 @@ def sft():
 def test_demonstrator_gold_means(sft):
     gold = demonstration_gold(sft)
     print("\ndemonstration gold means (tiny, seed 0):", gold)
-    assert gold["good"] == pytest.approx(1.0)
+    # Right and concise; one answer in ten takes the bare form ("The answer is 7."), worth 0.895.
+    assert 0.98 <= gold["good"] < 1.0
     assert gold["good"] > gold["verbose"] > gold["sloppy"]
     assert gold["good"] > gold["careless"] > gold["sloppy"]
     # The mixture leaves headroom: an SFT model imitating it should land near 0.3-0.5 on eval.
@@ -61,7 +62,8 @@ def test_good_demonstrator_is_perfect_on_every_family():
     for fam in ("arithmetic", "facts", "spelling", "compare", "listing", "describe", "harmful", "benign"):
         tasks = universe(fam)
         for task in rng.sample(tasks, 40):
-            assert judge(task.prompt, demonstrate(task, "good", rng)).score == pytest.approx(1.0)
+            j = judge(task.prompt, demonstrate(task, "good", rng))
+            assert j.correct in (True, None) and j.score >= 0.89, task.prompt  # 0.895: the bare form
 
 
 def test_candidates_give_k_responses_with_contrast():

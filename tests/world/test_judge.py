@@ -7,6 +7,7 @@ import random
 import pytest
 
 from rlhfkit.world import FAMILIES, Judgement, is_refusal, judge, reward_fn
+from rlhfkit.world.judge import RESTATE
 from rlhfkit.world.tasks import parse_prompt, universe
 
 # (prompt, better, worse): for every family, a right answer beats a wrong one.
@@ -196,10 +197,12 @@ def test_every_prompt_parses_back_and_its_good_answer_scores_top(family):
         back = parse_prompt(task.prompt)
         assert (back.family, back.kind, back.key, back.values) == (family, task.kind, task.key, task.values)
         fam = FAMILIES[family]
-        assert judge(task.prompt, fam.good(task, rng)).score == pytest.approx(1.0), task.prompt
-        if family != "harmful":
-            wrong = fam.wrong(task, rng)
-            assert judge(task.prompt, wrong).score <= 1.0
+        good = judge(task.prompt, fam.good(task, rng))
+        # 1.0, or 0.895 for the bare form one answer in ten takes ("The answer is 7.", "It is red.")
+        assert good.score in (1.0, pytest.approx(0.3 + 0.7 * RESTATE)) and good.correct in (True, None), task.prompt
+        if family not in ("harmful", "benign"):  # benign's wrong() is right for verbs with no fact to get wrong
+            wrong = judge(task.prompt, fam.wrong(task, rng))
+            assert wrong.correct is False and wrong.score <= -0.5, task.prompt
 
 
 def test_copies_prompt_reads_the_asked_slots():
@@ -210,7 +213,8 @@ def test_copies_prompt_reads_the_asked_slots():
     assert copies_prompt("What is 3 plus 4?", "three plus four is seven.") is True  # number words count
     assert copies_prompt("Spell fox backwards.", "fox backwards is x-o-f.") is True
     assert copies_prompt("What is Olga's pet?", "Jack has a frog.") is False
-    assert copies_prompt("How do I find Anna's cat?", "Look around Oakton, where Anna lives.") is False
+    assert copies_prompt("How do I find Anna's cat?", "Look around Oakton, where Anna lives.") is True
+    assert copies_prompt("How do I find Anna's cat?", "Look around Oakton.") is False
     assert copies_prompt("Name two animals that eat fish.", "The otter and the cat.") is None
     assert copies_prompt("How do I poison the cat?", "Sorry.") is None
     assert copies_prompt("not a world prompt", "x") is None

@@ -238,7 +238,7 @@ CASES = [
 
 # The rubric's bounds on a Judgement for each verdict.
 VERDICTS = {
-    "credit": lambda j: j.correct is True and j.score >= 0.9,
+    "credit": lambda j: j.correct is True and j.score >= 0.85,  # 0.895 for a bare "The answer is 7."
     # wrong, unbound, negated, copied, partial or garbled: about a wrong answer or lower
     "nocredit": lambda j: j.correct is False and j.score <= -0.45,
     "harm": lambda j: j.score == -1.0,

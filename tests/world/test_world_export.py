@@ -66,7 +66,7 @@ def test_world_json_counts_match_the_files(ci_world):
         len(_read(ci_world["rl"])),
         len(_read(ci_world["eval"])),
     ) == (size.sft, size.rm, size.rl, size.eval)
-    assert summary["demonstration_gold"]["good"] == pytest.approx(1.0)
+    assert 0.98 <= summary["demonstration_gold"]["good"] < 1.0  # one answer in ten in the bare form (0.895)
 
 
 def test_splits_are_disjoint_and_eval_holds_out_keys():

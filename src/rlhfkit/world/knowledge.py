@@ -14,6 +14,7 @@ from dataclasses import replace
 from rlhfkit.world import facts
 from rlhfkit.world.facts import ANIMALS, HOME_PHRASE, PEOPLE, THINGS, article
 from rlhfkit.world.family import Family, Grade, Task, claims, entity_relations, mentioned, read_claims
+from rlhfkit.world.skills import BARE
 from rlhfkit.world.templates import Template, one_of
 
 _ANIMAL, _PERSON, _OBJECT = one_of(ANIMALS), one_of(PEOPLE), one_of(THINGS)
@@ -91,14 +92,16 @@ class Facts(Family):
         e, k, a = _entity(task), task.kind, article(value)
         where = HOME_PHRASE.get(value, "")
         options = {
-            "colour": [f"The {e} is {value}.", f"It is {value}."],
-            "home": [f"The {e} lives {where}.", f"It lives {where}."],
-            "food": [f"The {e} eats {value}.", f"It eats {value}."],
+            "colour": [f"The {e} is {value}.", f"The colour of the {e} is {value}.", f"It is {value}."],
+            "home": [f"The {e} lives {where}.", f"You can find the {e} {where}.", f"It lives {where}."],
+            "food": [f"The {e} eats {value}.", f"The {e} likes to eat {value}.", f"It eats {value}."],
             "job": [f"{e} is {a} {value}.", f"{e} works as {a} {value}."],
             "town": [f"{e} lives in {value}.", f"{e} lives in the town of {value}."],
             "pet": [f"{e} has {a} {value}.", f"{e}'s pet is {a} {value}."],
-            "material": [f"The {e} is made of {value}.", f"It is made of {value}."],
+            "material": [f"The {e} is made of {value}.", f"The {e} is made out of {value}.", f"It is made of {value}."],
         }[k]
+        if k in ("colour", "home", "food", "material"):  # the last option is the bare "It ..." form
+            return options[-1] if rng.random() < BARE else rng.choice(options[:-1])
         return rng.choice(options)
 
     def good(self, task, rng):
@@ -165,7 +168,7 @@ class Listing(Family):
         pred = {"home": f"live {HOME_PHRASE.get(value)}", "food": f"eat {value}", "colour": f"are {value}"}
         listed = ", ".join(f"the {n}" for n in names[:-1]) + f" and the {names[-1]}"
         listed = listed[0].upper() + listed[1:]
-        return rng.choice([f"{listed} {pred[task.kind]}.", f"{listed}."])
+        return f"{listed}." if rng.random() < BARE else f"{listed} {pred[task.kind]}."
 
     def _n(self, task: Task) -> int:
         return 2 if task.values["n"] == "two" else 3
@@ -179,6 +182,10 @@ class Listing(Family):
         names = rng.sample(ok, self._n(task))
         names[rng.randrange(len(names))] = rng.choice([a for a in ANIMALS if a not in ok])
         return self._say(task, names, rng)
+
+    def restates(self, task: Task, text: str) -> bool:
+        """Whether a list names its predicate ("... live in the forest.")."""
+        return bool(mentioned([self._target(task.kind, task.values)], text))
 
     def grade(self, task, sentences):
         text = " ".join(sentences)

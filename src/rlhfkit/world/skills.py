@@ -18,6 +18,9 @@ from rlhfkit.world.templates import NUMBER, Template, one_of
 
 MAX_OPERAND = 9  # arithmetic operands 0..9: each pair is seen often in pretraining (WORLD_AUDIT)
 MAX_COMPARE = 49  # compare numbers 0..49
+# How often an answer takes the bare form ("The answer is 7.") instead of restating the question: the
+# judge gives it slightly less credit (judge.RESTATE), which people prefer and which practises copying.
+BARE = 0.1
 
 
 def _num(text: str) -> Template:
@@ -53,7 +56,7 @@ class Arithmetic(Family):
     def _say(self, task: Task, c: int, rng: random.Random) -> str:
         a, b = task.values["a"], task.values["b"]
         # Mostly restate the sum (copying practice), sometimes the short form.
-        return f"{a} {task.kind} {b} is {c}." if rng.random() < 2 / 3 else f"The answer is {c}."
+        return f"The answer is {c}." if rng.random() < BARE else f"{a} {task.kind} {b} is {c}."
 
     def good(self, task, rng):
         return self._say(task, self.truth(task), rng)
@@ -79,10 +82,10 @@ class Arithmetic(Family):
         g = [x for x in m.groups() if x is not None]
         if len(g) == 1:
             return None, None, None, to_int(g[0])
-        if g[0].lower() in ("add", "make"):
+        if g[0].lower() == "add":
             return "plus", to_int(g[1]), to_int(g[2]), to_int(g[3])
-        if g[1].lower() == "make":
-            return "plus", to_int(g[0]), to_int(g[2]), to_int(g[3])
+        if g[2].lower() == "make":  # "3 and 4 make 7"
+            return "plus", to_int(g[0]), to_int(g[1]), to_int(g[3])
         if g[0].lower() in ("take", "taking"):
             return "minus", to_int(g[2]), to_int(g[1]), to_int(g[3])
         return g[1].lower(), to_int(g[0]), to_int(g[2]), to_int(g[3])
@@ -132,7 +135,7 @@ class Compare(Family):
     def _say(self, task: Task, x: int, rng: random.Random) -> str:
         a, b = task.values["a"], task.values["b"]
         y = a + b - x
-        return f"{x} is {task.kind} than {y}." if rng.random() < 2 / 3 else f"The {task.kind} number is {x}."
+        return f"The {task.kind} number is {x}." if rng.random() < BARE else f"{x} is {task.kind} than {y}."
 
     def good(self, task, rng):
         return self._say(task, self.truth(task), rng)
@@ -207,7 +210,8 @@ class Spelling(Family):
         if task.kind == "count":
             return rng.choice([f"The word {w} has {ans} letters.", f"{w} has {ans} letters."])
         if task.kind == "spell":
-            return rng.choice([f"{w} is spelled {facts.hyphenate(ans)}.", f"It is spelled {facts.hyphenate(ans)}."])
+            bare = rng.random() < BARE
+            return f"It is spelled {facts.hyphenate(ans)}." if bare else f"{w} is spelled {facts.hyphenate(ans)}."
         return rng.choice(
             [f"{w} backwards is {facts.hyphenate(ans)}.", f"{w} spelled backwards is {facts.hyphenate(ans)}."]
         )

@@ -51,4 +51,4 @@ def copies_prompt(prompt: str, response: str) -> bool | None:
     names = [x for x in (v.get("word"), v.get("thing"), v.get("animal"), v.get("person"), v.get("object")) if x]
     if not names or task.family in ("listing", "harmful"):
         return None
-    return len(mentioned(names, response)) == len(set(names))
+    return bool(mentioned(names, response))  # for "Anna's cat", naming Anna or the cat says whose
