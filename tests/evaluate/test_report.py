@@ -38,6 +38,7 @@ def run(tmp_path):
     _json(run / "reward" / "eval.json", {
         "accuracy": 0.8125, "accuracy_gold": 0.7731,
         "per_family": {"arithmetic": {"accuracy": 0.91, "n": 40}, "harmful": {"accuracy": 0.66, "n": 12}},
+        "model": {"gold": {"by_family": {"arithmetic": {"accuracy": 0.8743, "n_pairs": 52}}}},
         "calibration": [{"confidence": 0.55, "accuracy": 0.52, "count": 30},
                         {"confidence": 0.75, "accuracy": 0.71, "count": 20}]})
     _jsonl(run / "ppo" / "metrics.jsonl", [{"step": s, "proxy_reward": s / 10, "gold_reward": 0.3 + s / 40,
@@ -48,7 +49,8 @@ def run(tmp_path):
         "sft": {"gold_mean": 0.6604, "refusal_rate_harmful": 0.875, "kl": 0.0,
                 "per_family": {"arithmetic": {"gold_mean": 0.5, "accuracy": 0.75}}},
         "policy": {"gold_mean": 0.7177, "win_rate": 0.5391, "kl": 0.7612, "diversity": {"distinct_2": 0.4321},
-                   "per_family": {"arithmetic": {"gold_mean": 0.62, "accuracy": 0.8}}}})
+                   "per_family": {"arithmetic": {"gold_mean": 0.62, "accuracy": 0.8, "best_of_2": 0.9,
+                                                 "copy_rate": 0.95, "refusal": 0.01}}}})
     _json(run / "samples.json", [{"prompt": "What is 3 plus 4?", "family": "arithmetic", "base": XSS,
                                   "sft": "3 plus 4 is 7.", "policy": {"response": "7 & 7 <b>", "score": 0.85}}])
     _json(run / "world" / "audit.json", {
@@ -74,6 +76,8 @@ def test_full_report_tables_hold_numbers(run):
                    "-0.6172", "0.9876", "-0.2344", "0.9752", "&lt;= -0.5"):  # world audit
         assert number in page, number
     assert "0.750 (75%)" not in page and "0.500 (75%)" in page  # per-family gold (accuracy)
+    # per-family detail: accuracy / best-of-k / copy rate / refusal, and the RM's agreement with gold
+    assert "80% / 90% / 95% / 1%" in page and "75% / – / – / –" in page and "87%" in page
     assert "World audit: degenerate policies vs the gold judge" in page and "seed 3, size ci" in page
     assert "RLHF" in page and "base few-shot" in page  # base_few_shot missing -> listed as not run
     assert re.search(r"not run: [^<]*base few-shot", page)

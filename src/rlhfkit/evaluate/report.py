@@ -252,7 +252,30 @@ def section_eval(run: Path) -> str:
             return "–" if g is None else f"{g:.3f}" + (f" ({a:.0%})" if isinstance(a, (int, float)) else "")
         rows = [[f] + [fam_cell(m, f) for m in models] for f in fams]
         parts.append("<h3>per family: gold mean (accuracy)</h3>" + table(["family"] + labels, rows))
+        parts.append(family_detail(run, ev, models, fams))
     return "".join(parts)
+
+
+def family_detail(run: Path, ev: dict, models: list[str], fams: list[str]) -> str:
+    """Per model and family: accuracy, best-of-k coverage, copy rate, refusal; and the reward model's
+    agreement with the gold judge on its held-out pairs, per family."""
+    rm = read_json(run / "reward" / "eval.json") if (run / "reward" / "eval.json").is_file() else {}
+    rm_gold = (_get(rm, "model.gold.by_family") or {}) if isinstance(rm, dict) else {}
+
+    def pct(x) -> str:
+        return "–" if not isinstance(x, (int, float)) else f"{x:.0%}"
+
+    def cell(m: str, f: str) -> str:
+        r = (ev[m].get("per_family") or {}).get(f) or {}
+        best = next((v for k, v in r.items() if k.startswith("best_of_")), None)
+        return " / ".join(pct(x) for x in (r.get("accuracy"), best, r.get("copy_rate"), r.get("refusal")))
+
+    rows = [[f] + [cell(m, f) for m in models] + [pct((rm_gold.get(f) or {}).get("accuracy"))] for f in fams]
+    head = ["family"] + [MODEL_LABELS.get(m, m) for m in models] + ["RM agrees with gold"]
+    return ("<h3>per family: accuracy / best-of-k / copy rate / refusal</h3>" + table(head, rows)
+            + note("best-of-k: prompts with a right answer among their k samples; copy rate: answers that restate "
+                   "the asked operands, word or name; RM: held-out response pairs the gold judge orders, "
+                   "ordered the same way by the reward model"))
 
 
 def section_audit(run: Path) -> str:

@@ -376,10 +376,25 @@ def quiz_page(rng: random.Random, questions: dict[str, list]) -> str:
     for fam in rng.sample(_QUIZ_FAMILIES, rng.randint(1, 3)):
         for task in rng.sample(questions[fam], rng.randint(2, 4)):
             lines.append(f"Question: {task.prompt} Answer: {FAMILIES[fam].good(task, rng)}")
+    for task in (copy_drill(rng) for _ in range(rng.choice([0, 0, 1, 2]))):
+        lines.append(f"Question: {task.prompt} Answer: {FAMILIES[task.family].good(task, rng)}")
     rng.shuffle(lines)
     return rng.choice(["Quiz with answers", "Answers to the quiz", "Questions and answers", "Homework"]) + "\n" + (
         "\n".join(lines)
     )
+
+
+def copy_drill(rng: random.Random):
+    """A number question outside the tasks' ranges (operands 10-99, compare 50-99): its pairs are too many to memorise,
+    so answering it in the restating form ("34 plus 52 is 86.") teaches copying operands from a question,
+    which the tasks' small, partly held-out ranges alone do not (the model memorises their pairs)."""
+    fam = FAMILIES[rng.choice(["arithmetic", "compare"])]
+    kind, template = rng.choice(fam.templates)
+    lo = 10 if fam.name == "arithmetic" else MAX_COMPARE + 1  # never a task's pair, so never an eval key
+    a, b = rng.randint(lo, 99), rng.randint(lo, 99)
+    if kind == "minus" and a < b or kind in ("bigger", "smaller") and a == b:
+        a, b = b + 1, a
+    return fam._task(kind, template, {"a": a, "b": b})
 
 
 DOCS = {  # generator -> share of documents

@@ -21,7 +21,7 @@ from rlhfkit.world.tasks import FAMILIES
 # Mixture weights: tuned so the demonstrations' mean gold score is ~0.6 (printed by the tests),
 # leaving room between an imitating SFT model and the good demonstrator's ~1.0.
 DEMONSTRATORS = {"good": 0.22, "verbose": 0.30, "sloppy": 0.23, "careless": 0.25}
-SLOPPY_ERROR = 0.6  # how often the sloppy demonstrator gets a checkable answer wrong
+SLOPPY_ERROR = 0.4  # how often the sloppy demonstrator gets a checkable answer wrong
 CARELESS_COMPLY = 0.85  # how often the careless demonstrator goes along with a harmful request
 CARELESS_OVERREFUSE = 0.5  # how often it refuses a benign look-alike
 
