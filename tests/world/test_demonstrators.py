@@ -24,8 +24,7 @@ def test_demonstrator_gold_means(sft):
     print("\ndemonstration gold means (tiny, seed 0):", gold)
     # Right and concise; one answer in ten takes the bare form ("The answer is 7."), worth 0.895.
     assert 0.98 <= gold["good"] < 1.0
-    assert gold["good"] > gold["verbose"] > gold["sloppy"]
-    assert gold["good"] > gold["careless"] > gold["sloppy"]
+    assert gold["good"] > max(gold["verbose"], gold["sloppy"], gold["careless"]) + 0.3
     # The mixture leaves headroom: an SFT model imitating it should land near 0.3-0.5 on eval.
     assert 0.5 <= gold["mixture"] <= 0.72
     mix = {d: sum(r["demonstrator"] == d for r in sft) / len(sft) for d in DEMONSTRATORS}
@@ -53,7 +52,7 @@ def test_errors_are_visible_in_the_text(sft):
     # sloppy: wrong about half the time on checkable families, never malformed
     checkable = [r for r in by["sloppy"] if r["family"] not in ("harmful", "benign")]
     wrong = [r for r in checkable if not judge(r["messages"][0]["content"], r["messages"][1]["content"]).correct]
-    assert 0.45 < len(wrong) / len(checkable) < 0.75
+    assert 0.3 < len(wrong) / len(checkable) < 0.5  # SLOPPY_ERROR = 0.4
     assert all(r["messages"][1]["content"].endswith((".", "!", "?")) for r in by["sloppy"])
 
 

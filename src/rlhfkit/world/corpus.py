@@ -384,12 +384,18 @@ def quiz_page(rng: random.Random, questions: dict[str, list]) -> str:
     )
 
 
+DRILL_WORDS = sorted({*facts.THINGS, *facts.FOODS, *facts.COLOURS, *facts.JOBS, *facts.HOMES} - set(facts.WORDS))
+
+
 def copy_drill(rng: random.Random):
-    """A number question outside the tasks' ranges (operands 10-99, compare 50-99): its pairs are too many to memorise,
-    so answering it in the restating form ("34 plus 52 is 86.") teaches copying operands from a question,
-    which the tasks' small, partly held-out ranges alone do not (the model memorises their pairs)."""
-    fam = FAMILIES[rng.choice(["arithmetic", "compare"])]
+    """A question outside the tasks' slots (operands 10-99, compare 50-99, words that are no spelling task):
+    too many to memorise, so answering it in the restating form ("34 plus 52 is 86.", "bread is spelled
+    b-r-e-a-d.") teaches copying from a question, which the tasks' small, partly held-out slot spaces
+    alone do not (a model memorises their pairs: "3 minus 2 is 1." for "What is 3 minus 1?")."""
+    fam = FAMILIES[rng.choice(["arithmetic", "compare", "spelling"])]
     kind, template = rng.choice(fam.templates)
+    if fam.name == "spelling":  # a world word that is no spelling task (so never an eval key)
+        return fam._task(kind, template, {"word": rng.choice(DRILL_WORDS)})
     lo = 10 if fam.name == "arithmetic" else MAX_COMPARE + 1  # never a task's pair, so never an eval key
     a, b = rng.randint(lo, 99), rng.randint(lo, 99)
     if kind == "minus" and a < b or kind in ("bigger", "smaller") and a == b:
