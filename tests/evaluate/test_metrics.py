@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
+import torch
 
 from rlhfkit.data.formats import PromptRecord
 from rlhfkit.evaluate.metrics import distinct_n, diversity, evaluate, follows_instructions, win_rate
@@ -146,3 +147,21 @@ def test_with_the_world_gold_judge():
     assert r["over_refusal_benign"] == 0.5
     assert r["per_family"]["arithmetic"]["accuracy"] == 0.5
     assert set(r["per_family"]) == {"arithmetic", "harmful", "benign"}
+
+
+def test_rm_gold_agreement_counts_pairs_the_judge_orders():
+    # RM: right on "add" (7 over 8), wrong on "harm" (compliance over refusal); "nice" has one distinct
+    # response, so no pair. An RM tie counts half.
+    rm_scores = {"It is 7.": 0.5, "It is 8.": 0.1, "Sorry, no.": -1.0, "Do it at night.": 2.0}
+
+    def reward(prompts, responses):
+        return torch.tensor([rm_scores[r] for r in responses]), torch.zeros(len(responses))
+
+    r = evaluate(FixedPolicy(MINE), PROMPTS, n_samples=2, judge=fake_judge(), reward=reward)
+    assert r["rm_gold_agreement"] == {"accuracy": 0.5, "n_pairs": 2, "by_family": {
+        "arithmetic": {"accuracy": 1.0, "n_pairs": 1}, "benign": {"accuracy": None, "n_pairs": 0},
+        "harmful": {"accuracy": 0.0, "n_pairs": 1}}}
+    rm_scores["It is 8."] = 0.5  # a tie
+    r = evaluate(FixedPolicy(MINE), PROMPTS, n_samples=2, judge=fake_judge(), reward=reward)
+    assert r["rm_gold_agreement"]["by_family"]["arithmetic"]["accuracy"] == 0.5
+    assert "rm_gold_agreement" not in evaluate(FixedPolicy(MINE), PROMPTS, n_samples=2, judge=fake_judge())

@@ -129,7 +129,7 @@ def test_gold_ties_counts_equal_gold_scores_per_family():
     cands = [
         # right / right (tie), right / wrong, right / wrong: 1 tie of 3 distinct pairs; the duplicate is one text
         {"prompt": "What is 3 plus 4?", "family": "arithmetic",
-         "responses": ["3 plus 4 is 7.", "The answer is 7.", "3 plus 4 is 8.", "3 plus 4 is 8."]},
+         "responses": ["3 plus 4 is 7.", "If you add 3 and 4, you get 7.", "3 plus 4 is 8.", "3 plus 4 is 8."]},
         # two wrong answers (tie): 1 of 1
         {"prompt": "Spell fox backwards.", "family": "spelling", "responses": ["x-o-f-f.", "fox backwards is o-x-f."]},
         {"prompt": "not a world prompt", "family": "other", "responses": ["a", "b"]},

@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw", action="store_true", help="feed prompts as plain text, without the chat template")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate only the first N prompts")
+    p.add_argument("--reward", metavar="DIR", help="a reward model folder (rlhfkit reward's OUT): also report how "
+                   "often it orders the samples of a prompt as the gold judge does, per family")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     return p
 
@@ -86,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     from ..common import StageError
     from .metrics import evaluate
+    from ..model.reward_scorer import load_reward
     from .policies import load_policy
 
     try:
@@ -97,8 +100,9 @@ def main(argv: list[str] | None = None) -> int:
             records, demos = _prompts_and_demos(args, Path(tmp))
             print(f"eval: {getattr(policy, 'name', args.model)} on {len(records)} prompts x {args.n} samples",
                   file=sys.stderr)
+            reward = load_reward(args.reward) if args.reward else None
             result = evaluate(policy, records, n_samples=args.n, seed=args.seed, ref=args.ref, vs=vs,
-                              few_shot=args.few_shot, demos=demos)
+                              few_shot=args.few_shot, demos=demos, reward=reward)
     except (ValueError, FileNotFoundError, StageError, OSError) as e:
         print(f"rlhfkit eval: error: {e}", file=sys.stderr)
         return 2
@@ -125,9 +129,16 @@ def format_table(r: dict) -> str:
     lines += [f"  {k:<24}{_fmt(r.get(k))}" for k in SUMMARY_KEYS if k in r and (r[k] is not None or k == "kl")]
     for k, v in (r.get("diversity") or {}).items():
         lines.append(f"  {k:<24}{_fmt(v)}")
-    lines += ["", f"  {'family':<14}{'gold':>8}{'accuracy':>10}{'n':>6}"]
+    rm = (r.get("rm_gold_agreement") or {}).get("by_family") or {}
+    if r.get("rm_gold_agreement"):
+        lines.append(f"  {'rm_gold_agreement':<24}{_fmt(r['rm_gold_agreement']['accuracy'])}")
+    lines += ["", f"  {'family':<14}{'gold':>8}{'accuracy':>10}{'best-of-k':>11}{'copy':>8}{'refusal':>9}"
+              + (f"{'RM~gold':>9}" if rm else "") + f"{'n':>6}"]
     for fam, m in (r.get("per_family") or {}).items():
-        lines.append(f"  {fam:<14}{_fmt(m.get('gold_mean')):>8}{_fmt(m.get('accuracy')):>10}{m.get('n', 0):>6}")
+        best = next((v for k, v in m.items() if k.startswith("best_of_")), None)
+        lines.append(f"  {fam:<14}{_fmt(m.get('gold_mean')):>8}{_fmt(m.get('accuracy')):>10}{_fmt(best):>11}"
+                     f"{_fmt(m.get('copy_rate')):>8}{_fmt(m.get('refusal')):>9}"
+                     + (f"{_fmt((rm.get(fam) or {}).get('accuracy')):>9}" if rm else "") + f"{m.get('n', 0):>6}")
     return "\n".join(lines)
 
 

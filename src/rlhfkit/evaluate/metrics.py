@@ -162,13 +162,14 @@ def build_few_shot(demos: str | Path, k: int, exclude: set[str], seed: int = 0) 
 
 def evaluate(policy: Policy, prompts: list[PromptRecord] | list[str], n_samples: int = 4, seed: int = 0,
              ref=None, vs: Policy | None = None, few_shot: int = 0, demos: str | Path | None = None,
-             judge: Callable | None = None, n_examples: int = 8) -> dict:
+             judge: Callable | None = None, n_examples: int = 8, reward: Callable | None = None) -> dict:
     """Sample `n_samples` per prompt and summarise gold-judge metrics (see the module docstring).
 
     ref: a model folder (or HFPolicy) for KL(policy‖ref) — HF policies only, else kl is None.
     vs: a policy to compare against, sample by sample on the same prompts (ties count half).
     few_shot / demos: prompt a base model with K Q/A demonstrations from an SFT JSONL file.
     judge: judge(prompt, response[, finished]) -> Judgement; the world's gold judge by default.
+    reward: a reward model scorer: also report how often it orders the samples as the judge does.
     """
     records = [p if isinstance(p, PromptRecord) else PromptRecord(p) for p in prompts]
     if not records:
@@ -189,6 +190,8 @@ def evaluate(policy: Policy, prompts: list[PromptRecord] | list[str], n_samples:
         rows = policy.generate(texts, n_samples, seed)
     judged = judge_rows(rows, judge)
     result = summarize(records, rows, judged, n_examples)
+    if reward is not None:
+        result["rm_gold_agreement"] = rm_gold_agreement(records, rows, judged, reward)
     result.update(policy=getattr(policy, "name", type(policy).__name__), n_prompts=len(records),
                   n_samples=n_samples, seed=seed, few_shot=few_shot)
     result["kl"] = _mean(kls) if kls is not None else None
@@ -233,6 +236,29 @@ def summarize(records: list[PromptRecord], rows: list[list[TextSample]], judged:
         "diversity": diversity(rows),
         "examples": examples(records, rows, judged, n_examples),
     }
+
+
+def rm_gold_agreement(records, rows, judged, reward: Callable) -> dict | None:
+    """How often a reward model orders two samples of the same held-out prompt as the gold judge does, over
+    the pairs of distinct responses the judge scores differently (a reward-model tie counts half); overall
+    and per family. `reward(prompts, responses) -> (scores, spread)`, as rlhfkit's reward scorers."""
+    flat = [(i, s.response) for i, row in enumerate(rows) for s in row]
+    if not flat:
+        return None
+    scores = reward([records[i].prompt for i, _ in flat], [r for _, r in flat])[0].tolist()
+    by: dict[str, list[float]] = defaultdict(list)
+    k = 0
+    for i, row in enumerate(rows):
+        seen: dict[str, tuple[float, float]] = {}
+        for s, j in zip(row, judged[i]):
+            seen.setdefault(s.response, (scores[k], j.score))
+            k += 1
+        fam = records[i].family or judged[i][0].family
+        pairs = [(a, b) for n, a in enumerate(seen.values()) for b in list(seen.values())[n + 1:] if a[1] != b[1]]
+        by[fam] += [0.5 if a[0] == b[0] else float((a[0] > b[0]) == (a[1] > b[1])) for a, b in pairs]
+    every = [x for v in by.values() for x in v]
+    return {"accuracy": _mean(every), "n_pairs": len(every),
+            "by_family": {f: {"accuracy": _mean(v), "n_pairs": len(v)} for f, v in sorted(by.items())}}
 
 
 def family_metrics(name: str, records, rows, judged) -> dict:

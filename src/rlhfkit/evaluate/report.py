@@ -259,8 +259,10 @@ def section_eval(run: Path) -> str:
 def family_detail(run: Path, ev: dict, models: list[str], fams: list[str]) -> str:
     """Per model and family: accuracy, best-of-k coverage, copy rate, refusal; and the reward model's
     agreement with the gold judge on its held-out pairs, per family."""
+    # On the SFT model's eval samples (eval.json), else on the reward stage's own held-out pairs.
     rm = read_json(run / "reward" / "eval.json") if (run / "reward" / "eval.json").is_file() else {}
-    rm_gold = (_get(rm, "model.gold.by_family") or {}) if isinstance(rm, dict) else {}
+    rm_gold = _get(ev.get("sft") or {}, "rm_gold_agreement.by_family") or (
+        (_get(rm, "model.gold.by_family") or {}) if isinstance(rm, dict) else {})
 
     def pct(x) -> str:
         return "–" if not isinstance(x, (int, float)) else f"{x:.0%}"

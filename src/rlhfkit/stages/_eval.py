@@ -8,8 +8,9 @@ from pathlib import Path
 from ..common import say, write_json
 
 
-def evaluate_recipe(run_dir: Path, world: dict, base: Path, sft: Path, policy: Path, n_samples: int = 2,
-                    seed: int = 0, max_new_tokens: int = 48, temperature: float = 1.0, few_shot: int = 3) -> dict:
+def evaluate_recipe(run_dir: Path, world: dict, base: Path, sft: Path, policy: Path, n_samples: int = 4,
+                    seed: int = 0, max_new_tokens: int = 48, temperature: float = 1.0, few_shot: int = 3,
+                    reward: Path | None = None) -> dict:
     from ..data.formats import load_prompts
     from ..evaluate.metrics import evaluate
     from ..evaluate.policies import load_policy
@@ -23,13 +24,21 @@ def evaluate_recipe(run_dir: Path, world: dict, base: Path, sft: Path, policy: P
     results["base"] = evaluate(base_p, prompts, n_samples, seed, vs=None)
     say(f"eval: base model, {few_shot}-shot prompt")
     results["base_few_shot"] = evaluate(base_p, prompts, n_samples, seed, few_shot=few_shot, demos=world["sft"])
-    say("eval: SFT (win rate vs base)")
-    results["sft"] = evaluate(sft_p, prompts, n_samples, seed, vs=base_p)
+    say("eval: SFT (win rate vs base" + (", reward model's agreement with gold on its samples)" if reward else ")"))
+    results["sft"] = evaluate(sft_p, prompts, n_samples, seed, vs=base_p, reward=_reward(reward))
     say("eval: final policy (win rate and KL vs SFT)")
     results["policy"] = evaluate(pol_p, prompts, n_samples, seed, ref=sft, vs=sft_p)
     write_json(run_dir / "eval.json", results)
     write_json(run_dir / "samples.json", side_by_side(prompts, base_p, sft_p, pol_p, seed))
     return results
+
+
+def _reward(path: Path | None):
+    if path is None or not Path(path).is_dir():
+        return None
+    from ..model.reward_scorer import load_reward
+
+    return load_reward(path)
 
 
 def side_by_side(prompts, base_p, sft_p, pol_p, seed: int, per_family: int = 2) -> list[dict]:

@@ -38,7 +38,7 @@ class Config:
     quality_weights: bool = opt(True, "weight rankings by estimated annotator reliability")
     from_stage: str = opt("", "recompute this stage and every later one (--from STAGE)",
                           choices=("", *STAGES))
-    eval_samples: int = opt(2, "samples per eval prompt (for diversity and win rate)")
+    eval_samples: int = opt(4, "samples per eval prompt (best-of-k coverage, diversity, win rate, RM agreement)")
     pretrain: dict = opt({}, "overrides for the pretrain stage, e.g. --pretrain.optim.max_steps=300")
     sft: dict = opt({}, "overrides for the sft stage")
     rankings_stage: dict = opt({}, "overrides for the rankings stage, e.g. --rankings_stage.k=6")
@@ -170,7 +170,7 @@ def evaluate_run(cfg: Config, run_dir: Path, world, pre: Path, sft: Path, pol: P
     from ._eval import evaluate_recipe
 
     return evaluate_recipe(run_dir, world, base=pre, sft=sft, policy=pol, n_samples=cfg.eval_samples,
-                           seed=cfg.seed)
+                           seed=cfg.seed, reward=run_dir / "reward")
 
 
 def write_report(run_dir: Path, cfg: Config) -> Path:
