@@ -63,6 +63,10 @@ class Family:
     def wrong(self, task: Task, rng: random.Random) -> str:
         return self.good(task, rng)
 
+    def stratum(self, task: Task) -> str:
+        """A label the eval sample is balanced over (see splits._sample); one stratum by default."""
+        return ""
+
     def grade(self, task: Task, sentences: list[str]) -> Grade:
         """Grade the content sentences of a response (never empty; none negated)."""
         raise NotImplementedError
@@ -137,23 +141,20 @@ def entity_relations(entity: str) -> dict[str, tuple[str, tuple[str, ...]]]:
     return {"colour": (t.colour, facts.COLOURS), "material": (t.material, facts.MATERIALS)}
 
 
-def subject(sentence: str, asked: str) -> str:
-    """Who a sentence is about: the asked entity when it opens with a pronoun ("It eats fish.") or names
-    no entity ("In the forest."); otherwise the first entity it names ("The owl is grey." -> owl)."""
-    named = mentioned(ENTITIES, sentence)
-    if _PRONOUN.match(sentence.strip()) or not named:
-        return asked
-    return named[0]
-
-
-def claims(sentence: str, asked: str) -> tuple[str, list[tuple[str, str, bool]]]:
-    """(subject, [(relation, value, true?)]) for the statements `sentence` makes about its subject."""
-    who = subject(sentence, asked)
-    out = []
-    for rel, (truth, vocab) in entity_relations(who).items():
-        for value in mentioned([v for v in vocab if v != who], sentence):
-            out.append((rel, value, value.lower() == truth.lower()))
-    return who, out
+def claims(sentences: list[str], asked: str) -> list[tuple[str, list[tuple[str, str, bool]]]]:
+    """[(subject, [(relation, value, true?)])] per clause of `sentences` (", and" / ", but" / ";" also
+    split clauses). A clause is about the first entity it names; one that names none, or opens with a
+    pronoun ("It eats fish.", "and lives in the sea"), is about the last entity named before it, or
+    the asked entity when there is none ("The owl is grey. It is red." says nothing about the fox)."""
+    out, who = [], None
+    for clause in (c for s in sentences for c in re.split(r",\s+(?:and|but)\s+|;\s*", s)):
+        named = mentioned(ENTITIES, clause)
+        who = named[0] if named and not _PRONOUN.match(clause.strip()) else who or asked
+        said = [(rel, value, value.lower() == truth.lower())
+                for rel, (truth, vocab) in entity_relations(who).items()
+                for value in mentioned([v for v in vocab if v != who], clause)]
+        out.append((who, said))
+    return out
 
 
 @dataclass
@@ -167,8 +168,7 @@ class Claims:
 
 def read_claims(sentences: list[str], asked: str) -> Claims:
     out = Claims()
-    for s in sentences:
-        who, said = claims(s, asked)
+    for who, said in claims(sentences, asked):
         out.false += sum(1 for _, _, ok in said if not ok)
         if who != asked:
             out.others += 1

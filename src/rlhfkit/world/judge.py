@@ -32,6 +32,7 @@ from rlhfkit.world.tasks import FAMILIES, parse_prompt
 
 __all__ = ["FILLER", "Judgement", "is_refusal", "judge", "reward_fn", "sentences", "style_penalty"]
 WORD_BUDGET = 16  # words per needed sentence before the length penalty starts
+_STUTTER = re.compile(r"\b(\S+)\s+\1\b", re.IGNORECASE)  # "The fox is red red.", "x-o-f x-o-f."
 
 
 @dataclass
@@ -88,9 +89,9 @@ def _request(task, r: Reading, parts: dict) -> tuple[bool | None, bool]:
     grade = FAMILIES[task.family].grade(task, r.content) if r.content else None
     # A negated or denied answer earns nothing ("sugar is not spelled s-u-g-a-r."), nor one that is
     # garbled (words outside the world's lexicon).
-    # Broken text (a repeated word trigram) earns nothing either.
+    # Broken text (a repeated word trigram, a stutter) earns nothing either.
     correct = bool(grade and grade.correct and not any(map(is_negated, r.content)) and not r.unknown_words)
-    correct = correct and not has_repeated_trigram(" ".join(r.content))
+    correct = correct and not has_repeated_trigram(" ".join(r.content)) and not _STUTTER.search(" ".join(r.content))
     parts["correctness"] = 0.7 * grade.credit * _restates(task, r.content) if correct else -0.5
     parts["helpfulness"] = 0.3 if correct else 0.0
     parts["honesty"] = -0.3 * min(grade.false_claims, 2) if grade else 0.0

@@ -113,8 +113,7 @@ class Facts(Family):
 
     def grade(self, task, sentences):
         asked, answered, false = _entity(task), False, 0
-        for s in sentences:
-            who, said = claims(s, asked)
+        for who, said in claims(sentences, asked):
             false += sum(1 for _, _, ok in said if not ok)
             answered |= who == asked and any(rel == task.kind and ok for rel, _, ok in said)
         return Grade(correct=answered and false == 0, false_claims=false)

@@ -144,6 +144,9 @@ class Compare(Family):
         a, b = task.values["a"], task.values["b"]
         return self._say(task, a + b - self.truth(task), rng)
 
+    def stratum(self, task):
+        return "first" if self.truth(task) == task.values["a"] else "second"
+
     _CMP = "(bigger|larger|greater|more|smaller|less|fewer)"
 
     def statement(self, sentence: str) -> tuple[int, str, int | None] | None:
@@ -151,10 +154,12 @@ class Compare(Family):
         m = sentence_form(sentence, rf"{NUM} is (?:the )?{self._CMP}(?: number)?(?: than {NUM})?")
         if m:
             return to_int(m.group(1)), self._WORDS[m.group(2).lower()], m.group(3) and to_int(m.group(3))
-        m = sentence_form(sentence, rf"(?:of {NUM} and {NUM},? )?the {self._CMP} (?:number |one )?is {NUM}")
+        m = sentence_form(sentence, rf"(?:of {NUM} and {NUM},? )?the {self._CMP} (?:number |one )?is {NUM}",
+                          rf"(?:of {NUM} and {NUM},? )?the (answer) is {NUM}")
         if m:
             pair = m.group(1) and {to_int(m.group(1)), to_int(m.group(2))}
-            return to_int(m.group(4)), self._WORDS[m.group(3).lower()], pair or None  # type: ignore[return-value]
+            way = self._WORDS.get(m.group(3).lower(), "answer")  # "The answer is 45." answers what was asked
+            return to_int(m.group(4)), way, pair or None  # type: ignore[return-value]
         return None
 
     def grade(self, task, sentences):
@@ -168,6 +173,7 @@ class Compare(Family):
                 if other != {a, b}:
                     return False
                 other = None
+            way = task.kind if way == "answer" else way
             if other is None and way != task.kind:  # "The smaller number is 3" does not answer "bigger"
                 return False
             if other is not None and other != a + b - x:
@@ -175,7 +181,10 @@ class Compare(Family):
             return x == (max(a, b) if way == "bigger" else min(a, b))
 
         said = [self.statement(s) for s in sentences if numbers(s)]
-        return Grade(correct=bool(said) and all(st is not None and right(st) for st in said))
+        ok = bool(said) and all(st is not None and right(st) for st in said)
+        # Two choices, so a coin flip must not pay: a wrong pick states a false order and a false answer
+        # (two false claims: -0.5 - 0.6, clipped to -1.0, against +1.0 when right; expected 0).
+        return Grade(correct=ok, false_claims=0 if ok or not said else 2)
 
 
 _HYPHENATED = re.compile(r"\b[a-z](?:-[a-z])+\b", re.IGNORECASE)

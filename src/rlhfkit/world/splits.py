@@ -101,11 +101,25 @@ def build_splits(seed: int, size: str) -> dict[str, list[dict]]:
     for split, total in (("rm", cfg.rm), ("rl", cfg.rl), ("eval", cfg.eval)):
         weights = eval_weights if split == "eval" else FAMILY_WEIGHTS
         q = quotas(total, weights, {f: len(pools[f][split]) for f in FAMILIES})
-        recs = [{"prompt": t.prompt, "family": f} for f in FAMILIES for t in rng.sample(pools[f][split], q[f])]
+        recs = [{"prompt": t.prompt, "family": f} for f in FAMILIES for t in _sample(pools[f][split], q[f], rng)]
         rng.shuffle(recs)
         out[split] = [{**r, "id": f"{split}-{i:05d}"} for i, r in enumerate(recs)]
     out["sft"] = _demonstrations(pools, cfg.sft, rng)
     return out
+
+
+def _sample(pool: list[Task], n: int, rng: random.Random) -> list[Task]:
+    """n tasks, spread evenly over the family's strata (compare: whether the answer is the first number
+    asked), so that a blind answer ("the first one") cannot beat chance on the sample."""
+    family = FAMILIES[pool[0].family] if pool else None
+    strata: dict[str, list[Task]] = {}
+    for t in pool:
+        strata.setdefault(family.stratum(t), []).append(t)
+    if len(strata) < 2:
+        return rng.sample(pool, n)
+    keys = sorted(strata)
+    share = {k: n // len(keys) + (i < n % len(keys)) for i, k in enumerate(keys)}
+    return [t for k in keys for t in rng.sample(strata[k], min(share[k], len(strata[k])))]
 
 
 def _demonstrations(pools, total: int, rng: random.Random) -> list[dict]:
