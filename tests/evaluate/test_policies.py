@@ -140,3 +140,16 @@ def test_few_shot_evaluation_runs_raw(model_dir, tmp_path):
     assert r["few_shot"] == 2 and "2-shot" in r["policy"]
     assert set(seen) == set(PROMPTS)  # the judge sees the user's question, not the few-shot text
     assert all("Question:" not in e["response"] for e in r["examples"])  # continuation cut at the stop
+
+
+def test_temperature_zero_is_greedy(model_dir):
+    policy = HFPolicy(model_dir, max_new_tokens=12, temperature=0)
+    assert policy.params.greedy
+    rows = policy.generate(PROMPTS, 3, seed=1)
+    # Every sample of a prompt is the argmax continuation: the same text, whatever the seed.
+    assert all(len({s.response for s in row}) == 1 for row in rows)
+    assert [r[0].response for r in rows] == [r[0].response for r in policy.generate(PROMPTS, 1, seed=7)]
+    from rlhfkit.rl.engine import SamplingParams
+
+    ref = generate_text(policy.model, policy.tokenizer, PROMPTS, 1, SamplingParams(max_new_tokens=12, greedy=True))
+    assert [r[0].response for r in rows] == [r[0].response for r in ref]

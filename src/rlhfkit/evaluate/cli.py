@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "world's sft.jsonl when using --world-size)")
     p.add_argument("--demos", metavar="JSONL", help="SFT demonstrations to draw few-shot examples from")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0; KL "
-                   "is measured at this temperature)")
+                   "is measured at this temperature); 0 = greedy decoding (use --n 1)")
     p.add_argument("--max-new-tokens", type=int, default=64, help="response length limit (default 64)")
     p.add_argument("--raw", action="store_true", help="feed prompts as plain text, without the chat template")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
@@ -59,8 +59,8 @@ def _check(args) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
     if args.few_shot < 0:
         raise ValueError(f"--few-shot must be >= 0, got {args.few_shot}")
-    if args.temperature <= 0:
-        raise ValueError(f"--temperature must be > 0, got {args.temperature}")
+    if args.temperature < 0:
+        raise ValueError(f"--temperature must be >= 0 (0 = greedy), got {args.temperature}")
     if args.few_shot and not args.demos and args.prompts:
         raise ValueError("--few-shot needs --demos sft.jsonl (or --world-size to use the world's demos)")
 

@@ -81,6 +81,8 @@ class HFPolicy(Policy):
 
     @property
     def params(self) -> SamplingParams:
+        if self.temperature == 0:  # greedy decoding (log-probs and KL at temperature 1)
+            return SamplingParams(max_new_tokens=self.max_new_tokens, greedy=True)
         return SamplingParams(max_new_tokens=self.max_new_tokens, temperature=self.temperature)
 
     def with_few_shot(self, prefix: str) -> HFPolicy:
