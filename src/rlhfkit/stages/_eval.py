@@ -20,10 +20,11 @@ def evaluate_recipe(run_dir: Path, world: dict, base: Path, sft: Path, policy: P
     base_p, sft_p = load_policy(base, **kw), load_policy(sft, **kw)
     pol_p = load_policy(policy if Path(policy).name == "model" else Path(policy), **kw)
     results = {}
+    n_base = min(n_samples, 2)  # the base model rambles to the token limit: 2 samples tell its story
     say("eval: base model (chat template)")
-    results["base"] = evaluate(base_p, prompts, n_samples, seed, vs=None)
+    results["base"] = evaluate(base_p, prompts, n_base, seed, vs=None)
     say(f"eval: base model, {few_shot}-shot prompt")
-    results["base_few_shot"] = evaluate(base_p, prompts, n_samples, seed, few_shot=few_shot, demos=world["sft"])
+    results["base_few_shot"] = evaluate(base_p, prompts, n_base, seed, few_shot=few_shot, demos=world["sft"])
     say("eval: SFT (win rate vs base" + (", reward model's agreement with gold on its samples)" if reward else ")"))
     results["sft"] = evaluate(sft_p, prompts, n_samples, seed, vs=base_p, reward=_reward(reward))
     say("eval: final policy (win rate and KL vs SFT)")

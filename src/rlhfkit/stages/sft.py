@@ -62,7 +62,7 @@ PRESETS = {
     "ci": {"data": {"world_size": "ci"}, "optim": {"max_steps": 60, "batch_size": 16, "lr": 1e-3,
                                                     "warmup_steps": 5, "eval_every": 20, "save_every": 30}},
     # tiny: held-out loss still fell at step 400 on world v2 (best at 600-675 of 1200 with early stopping)
-    "tiny": {"data": {"world_size": "tiny"}, "optim": {"max_steps": 800, "batch_size": 16, "lr": 5e-4,
+    "tiny": {"data": {"world_size": "tiny"}, "optim": {"max_steps": 700, "batch_size": 16, "lr": 5e-4,
                                                         "warmup_steps": 20, "eval_every": 25, "save_every": 100}},
     "small": {"data": {"world_size": "small"}, "optim": {"max_steps": 1500, "batch_size": 32, "lr": 3e-4,
                                                           "warmup_steps": 50, "eval_every": 100, "save_every": 250}},
