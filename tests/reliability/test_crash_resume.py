@@ -202,7 +202,7 @@ def test_sft_survives_kills_anywhere(data_dir, lm_dir, tmp_path, record_property
     rng = random.Random(SEED + 1)
     base = ["sft", "--preset", "ci", "--model", str(lm_dir), "--data.path", str(data_dir / "sft.jsonl"),
             "--optim.max_steps=40", "--optim.save_every=5", "--optim.eval_every=3", "--optim.batch_size=8",
-            "--optim.lr=0.1", "--optim.min_lr_ratio=1", "--patience=4"]
+            "--optim.lr=0.5", "--optim.min_lr_ratio=1", "--patience=4"]
     ref = tmp_path / "ref"
     assert run_to_end(base + ["--out", str(ref)], tmp_path / "ref.log").returncode == 0
     summary = json.loads((ref / "summary.json").read_text())

@@ -84,7 +84,7 @@ def test_tokenizer_template_and_loss_mask(arch):
     ids, mask = render_chat(tok, [{"role": "user", "content": "What is 3 plus 1?"},
                                   {"role": "assistant", "content": "It is 4."}])
     target = tok.decode([i for i, m in zip(ids, mask) if m])
-    assert target.startswith("It is 4.") and tok.eos_token in target  # the answer and its end token, no prompt
+    assert target.lstrip().startswith("It is 4.") and tok.eos_token in target  # the answer and its end token, no prompt
 
 
 def _run(module, argv: list[str]):

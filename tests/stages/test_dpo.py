@@ -86,8 +86,9 @@ def test_sequence_logps_sum_response_tokens_only(world):
             logp = model(input_ids=torch.tensor([ids])).logits[0].log_softmax(-1)
             want = sum(logp[t - 1, ids[t]].item() for t in range(start, len(ids)))
             assert value.item() == pytest.approx(want, abs=1e-4)
-    # the response of each rendering is the text plus the end-of-turn token, nothing of the prompt
-    assert tok.decode(examples[0].rejected[examples[0].rejected_start:]) == "no" + tok.eos_token
+    # the response of each rendering is the text (after the template's space) plus the end-of-turn token,
+    # nothing of the prompt
+    assert tok.decode(examples[0].rejected[examples[0].rejected_start:]) == " no" + tok.eos_token
 
 
 def test_record_weights_weight_the_pairs(world):

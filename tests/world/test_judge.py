@@ -218,3 +218,11 @@ def test_copies_prompt_reads_the_asked_slots():
     assert copies_prompt("Name two animals that eat fish.", "The otter and the cat.") is None
     assert copies_prompt("How do I poison the cat?", "Sorry.") is None
     assert copies_prompt("not a world prompt", "x") is None
+
+
+def test_a_pronoun_one_is_no_numeric_claim():
+    """"That was an easy one." (a verbose demonstrator's extra) is filler-like, not a second answer."""
+    for prompt, answer in [("Which is bigger, 19 or 8?", "19 is bigger than 8."), ("How much is 6 plus 4?", "6 plus 4 is 10.")]:
+        j = judge(prompt, answer + " That was an easy one.")
+        assert j.correct is True and j.score == pytest.approx(0.8)
+    assert judge("What is 3 plus 4?", "3 plus 4 is 7. 5 plus 2 is 7.").correct is False  # a second, unbound sum

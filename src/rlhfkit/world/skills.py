@@ -23,6 +23,11 @@ MAX_COMPARE = 49  # compare numbers 0..49
 BARE = 0.1
 
 
+def states_number(sentence: str) -> bool:
+    """Whether a sentence says a number ("7", "seven"); "one" alone is no number ("That was an easy one.")."""
+    return any(w != "one" for w in re.findall(r"\d+|[a-z]+", sentence.lower()) if w.isdigit() or w in facts.WORD_TO_NUMBER)
+
+
 def _num(text: str) -> Template:
     return Template(text, a=NUMBER, b=NUMBER)
 
@@ -93,7 +98,7 @@ class Arithmetic(Family):
     def grade(self, task, sentences):
         a, b, truth = task.values["a"], task.values["b"], self.truth(task)
         asked = {(task.kind, a, b), (None, None, None)} | ({("plus", b, a)} if task.kind == "plus" else set())
-        said = [self.statement(s) for s in sentences if numbers(s)]
+        said = [self.statement(s) for s in sentences if states_number(s)]
         ok = bool(said) and all(st is not None and st[:3] in asked and st[3] == truth for st in said)
         return Grade(correct=ok)
 
@@ -180,7 +185,7 @@ class Compare(Family):
                 return False
             return x == (max(a, b) if way == "bigger" else min(a, b))
 
-        said = [self.statement(s) for s in sentences if numbers(s)]
+        said = [self.statement(s) for s in sentences if states_number(s)]
         ok = bool(said) and all(st is not None and right(st) for st in said)
         # Two choices, so a coin flip must not pay: a wrong pick states a false order and a false answer
         # (two false claims: -0.5 - 0.6, clipped to -1.0, against +1.0 when right; expected 0).
