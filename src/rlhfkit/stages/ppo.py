@@ -109,15 +109,27 @@ PRESETS = {
 
 
 def load_value_model(cfg: Config, policy) -> ScalarModel:
+    """The critic starts as the reward model (its first member for an ensemble), as in InstructGPT: from
+    --value_init, else from --reward when that is a reward-model folder. Only without one does it start as
+    a copy of the policy with a fresh head, and PPO says so."""
     import copy
 
-    for cand in [cfg.value_init, cfg.reward]:
+    from ..model.reward_scorer import member_dirs
+
+    for flag, cand in (("--value_init", cfg.value_init), ("--reward", cfg.reward)):
         if not cand or not Path(cand).is_dir():
             continue
-        path = Path(cand)
-        member = path if (path / "scalar.json").exists() else path / "member_0"
-        if (member / "scalar.json").exists():
-            return ScalarModel.load(member)
+        try:
+            member = member_dirs(cand)[0]
+        except FileNotFoundError as e:
+            if flag == "--value_init":
+                raise StageError(f"--value_init: {e}") from None
+            continue
+        say(f"ppo: value model initialised from the reward model in {member}")
+        return ScalarModel.load(member)
+    say("ppo: WARNING: the value model starts as a copy of the policy with a fresh, random head: no "
+        "reward-model folder in --value_init or --reward (a module:function reward has none). Pass "
+        "--value_init runs/NAME/reward for a critic that starts from the reward model.")
     return ScalarModel.from_causal_lm(copy.deepcopy(policy))
 
 
