@@ -88,7 +88,8 @@ def test_run_with_a_known_reward(setup, tmp_path, monkeypatch):
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     by_prompt = {}
     for s in samples:
-        assert s["proxy_reward"] == _letters([], [s["response"]])[0].item()
+        # the reward, less the EOS penalty (1.0) for a response cut off at the token limit
+        assert s["proxy_reward"] == _letters([], [s["response"]])[0].item() - (0.0 if s["finished"] else 1.0)
         by_prompt.setdefault(s["prompt"], []).append(s)
     assert len(by_prompt) == 8 and all(len(v) == 8 for v in by_prompt.values())
     best4 = sum(max(s["proxy_reward"] for s in v[:4]) for v in by_prompt.values()) / 8
@@ -107,7 +108,8 @@ def test_run_with_a_reward_model_folder(setup, tmp_path):
     bon.run(_cfg(setup, out, max_prompts=4, ns=[1, 4], n=4))
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     want, _ = load_reward(setup[2]).score_texts([s["prompt"] for s in samples], [s["response"] for s in samples])
-    assert [s["proxy_reward"] for s in samples] == pytest.approx(want.tolist(), abs=1e-5)
+    want = [w - (0.0 if s["finished"] else 1.0) for w, s in zip(want.tolist(), samples)]  # the EOS penalty
+    assert [s["proxy_reward"] for s in samples] == pytest.approx(want, abs=1e-5)
     rows = _rows(out)
     assert rows[1]["proxy_reward"] >= rows[0]["proxy_reward"]
 
@@ -161,3 +163,21 @@ def test_generate_best_of_n_returns_the_highest_reward_sample(setup):
     every = generate_text(lm, tok, prompts, k=5, params=params, seed=3)  # same seed: the same 5 samples
     for p, row in zip(picked, every):
         assert p.response == max(row, key=lambda s: _letters([], [s.response])[0].item()).response
+
+
+def test_a_reward_model_never_prefers_an_unfinished_response():
+    """The reward model scores the cut-off text higher, yet the finished response is picked (the EOS trick,
+    as RL applies it): best-of-n never returns an unfinished response when a finished one exists."""
+    from rlhfkit.rl.text import TextSample
+    from rlhfkit.stages.best_of_n import score
+
+    row = [TextSample("p", "cut off mid-sen", False, 48), TextSample("p", "Done.", True, 2),
+           TextSample("p", "also cut", False, 48)]
+    rm = {"cut off mid-sen": 0.9, "Done.": 0.2, "also cut": 0.5}
+
+    def reward(prompts, responses):
+        return torch.tensor([rm[r] for r in responses]), torch.zeros(len(responses))
+
+    assert score(reward, [row]).argmax().item() == 0  # without the penalty the truncated one wins
+    scores = score(reward, [row], eos_penalty=1.0)
+    assert scores.argmax().item() == 1 and scores[0].tolist() == pytest.approx([-0.1, 0.2, -0.5])

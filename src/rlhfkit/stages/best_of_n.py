@@ -49,6 +49,8 @@ class Config:
     world_size: str = opt("tiny", "built-in world size when prompts is 'world'", choices=("ci", "tiny", "small"))
     max_prompts: int = opt(0, "measure on at most this many prompts (0 = all)")
     batch_size: int = opt(64, "sequences per generation batch")
+    eos_penalty: float = opt(1.0, "subtracted from a reward model's score of responses that never end, as in "
+                             "RL (--rollout.eos_penalty), so best-of-n never prefers a truncated response")
 
 
 PRESETS = {
@@ -96,11 +98,13 @@ def generate_best_of_n(model, tokenizer, reward_fn, prompts: list[str], n: int, 
     return [samples[i][j] for i, j in enumerate(select_best(rewards, n).tolist())]
 
 
-def score(reward_fn, samples) -> torch.Tensor:
-    """Rewards [P, N] of samples [P][N] from `fn(prompts, responses) -> (reward, spread)`."""
+def score(reward_fn, samples, eos_penalty: float = 0.0) -> torch.Tensor:
+    """Rewards [P, N] of samples [P][N] from `fn(prompts, responses) -> (reward, spread)`, minus
+    `eos_penalty` for a response that never ends (the reward model cannot see that it was cut off)."""
     flat = [s for row in samples for s in row]
     reward, _ = reward_fn([s.prompt for s in flat], [s.response for s in flat])
-    return torch.as_tensor(reward, dtype=torch.float32).view(len(samples), -1)
+    unfinished = torch.tensor([not s.finished for s in flat], dtype=torch.float32)
+    return (torch.as_tensor(reward, dtype=torch.float32) - eos_penalty * unfinished).view(len(samples), -1)
 
 
 def load_prompt_list(cfg: Config, out: Path) -> list[str]:
@@ -152,7 +156,7 @@ def run(cfg: Config) -> Path:
     if cfg.reward == "gold":
         proxy = gold  # the judge with `finished`, so truncated responses are penalised as in eval
     else:
-        proxy = score(make_reward(cfg.reward), samples)
+        proxy = score(make_reward(cfg.reward), samples, cfg.eos_penalty)
     lengths = torch.tensor([[s.n_tokens for s in row] for row in samples])
     ns = sorted(set(cfg.ns) | ({cfg.n} if cfg.n <= N else set()))  # the written policy's n is measured too
     rows = measure([[s.response for s in row] for row in samples], proxy, gold, ns, lengths)

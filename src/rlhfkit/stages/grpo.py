@@ -47,7 +47,6 @@ class GroupConfig:
     kl_coef: float = opt(0.04, "β of the k3 KL-to-reference loss term (0 = off)")
     level: str = opt("seq", "loss averaging: per sequence then batch (seq) or over all tokens (token)",
                      choices=("seq", "token"))
-    eos_penalty: float = opt(1.0, "subtracted from the reward of responses that never end")
     max_grad_norm: float = opt(1.0, "gradient clipping")
     save_every: int = opt(10, "write a resumable checkpoint to OUT/ckpt every N steps (0 = never)")
 
@@ -97,7 +96,7 @@ def run(cfg: Config, stage: str = "grpo") -> Path:
         batch = [p for p in stream.next() for _ in range(g.group_size)]
         ro = collect(policy, ref, tokenizer, batch, params, reward, gen, cfg.rollout.temperature)
         ro, _ = gather_rollout(ro, None, tokenizer.pad_token_id)  # every rank's groups, in rank order
-        r = ro.score - g.eos_penalty * (~ro.finished).float()
+        r = ro.score - cfg.rollout.eos_penalty * (~ro.finished).float()  # the EOS trick, as PPO's
         adv = group_advantages(r, g.group_size, g.baseline, g.scale_std)
         metrics = update(trainee, optimizer, ro, adv, cfg, gen)
         if tracker.step(step, ro, seq_kl(ro), metrics, policy):
