@@ -11,6 +11,7 @@ when asked — Monte-Carlo KL to a reference model and the gold win rate against
 from __future__ import annotations
 
 import inspect
+import itertools
 import random
 import statistics
 import time
@@ -254,7 +255,7 @@ def rm_gold_agreement(records, rows, judged, reward: Callable) -> dict | None:
             seen.setdefault(s.response, (scores[k], j.score))
             k += 1
         fam = records[i].family or judged[i][0].family
-        pairs = [(a, b) for n, a in enumerate(seen.values()) for b in list(seen.values())[n + 1:] if a[1] != b[1]]
+        pairs = [(a, b) for a, b in itertools.combinations(seen.values(), 2) if a[1] != b[1]]  # (rm, gold)
         by[fam] += [0.5 if a[0] == b[0] else float((a[0] > b[0]) == (a[1] > b[1])) for a, b in pairs]
     every = [x for v in by.values() for x in v]
     return {"accuracy": _mean(every), "n_pairs": len(every),

@@ -159,19 +159,16 @@ def claims(sentences: list[str], asked: str) -> list[tuple[str, list[tuple[str, 
 
 @dataclass
 class Claims:
-    """What a response says, sentence by sentence, about the asked entity and about others."""
+    """What a response says truly about the asked entity, and how many false statements it makes."""
 
     true: set[str] = field(default_factory=set)  # relations stated truly about the asked entity
     false: int = 0  # false statements, about anyone
-    others: int = 0  # sentences about another entity (wrong subject)
 
 
 def read_claims(sentences: list[str], asked: str) -> Claims:
     out = Claims()
     for who, said in claims(sentences, asked):
         out.false += sum(1 for _, _, ok in said if not ok)
-        if who != asked:
-            out.others += 1
-        else:
+        if who == asked:  # a clause about another entity adds nothing to the answer
             out.true |= {rel for rel, _, ok in said if ok}
     return out
