@@ -33,6 +33,7 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 # The largest request body read: a K=9 ranking with flags is under 1 KB; this only stops memory abuse.
 MAX_BODY_BYTES = 1 << 20
+SQLITE_MAX_INT = 2**63 - 1  # a larger offset cannot be bound to SQLite (it raised OverflowError: a 500)
 RATE_LIMITED: dict[int | str, dict[str, Any]] = {
     429: {"description": "over the request-rate limit; the detail says when to retry (also Retry-After)"}}
 
@@ -267,7 +268,7 @@ def admin_routes(store: Store, admin: Callable, redundancy: int) -> APIRouter:
         return {**store.progress(redundancy), "annotators": store.annotators()}
 
     @r.get("/api/admin/items")
-    def items(offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500),
+    def items(offset: int = Query(0, ge=0, le=SQLITE_MAX_INT), limit: int = Query(50, ge=1, le=500),
               _: Annotator = Depends(admin)) -> list[dict[str, Any]]:
         return store.items(offset, limit)
 
