@@ -34,11 +34,10 @@ def sizes(ctx: C.Ctx) -> dict:
 
 
 def run_rlhfkit(folder: str, tok, prompts: list[str], s: dict, out: Path) -> dict:
-    from rlhfkit.rl.advantages import group_advantages
     from rlhfkit.rl.rewards import make_reward
     from rlhfkit.rl.rollout import collect
     from rlhfkit.stages import grpo
-    from rlhfkit.stages._rl import RLTracker, load_policy_and_ref, sampling_params, seq_kl
+    from rlhfkit.stages._rl import RLTracker, UpdateGuard, load_policy_and_ref, sampling_params, seq_kl
     from rlhfkit.training import BatchStream
 
     out.mkdir(parents=True, exist_ok=True)
@@ -46,20 +45,22 @@ def run_rlhfkit(folder: str, tok, prompts: list[str], s: dict, out: Path) -> dic
     cfg = grpo.Config(out=str(out))
     cfg.rollout.batch_prompts, cfg.rollout.max_new_tokens, cfg.rollout.temperature = s["prompts"], s["new"], 1.0
     g = cfg.grpo
-    g.group_size, g.minibatch, g.lr, g.kl_coef, g.clip, g.level, g.eos_penalty = (
-        s["group"], s["minibatch"], LR, BETA, 0.2, "seq", 0.0)  # TRL has no EOS penalty
-    optimizer = torch.optim.Adam(policy.parameters(), lr=g.lr, eps=1e-5)  # as grpo.run
+    g.group_size, g.minibatch, g.lr, g.kl_coef, g.clip, g.loss_type = (
+        s["group"], s["minibatch"], LR, BETA, 0.2, "grpo")
+    cfg.rollout.eos_penalty = 0.0  # TRL has no EOS penalty
+    algo = grpo.GRPO(g, cfg.rollout.max_new_tokens)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=g.lr, eps=1e-5)  # as grpo.loop
     reward, tracker = make_reward("gold"), RLTracker(out, cfg.monitor, "grpo")
+    guard = UpdateGuard(cfg.optim, "grpo", out)
     stream = BatchStream(prompts, s["prompts"], seed=0, shuffle=False)
     gen, params = torch.Generator().manual_seed(0), sampling_params(cfg.rollout)
     clock, tokens = C.Clock(), []
     C.reset_peak_rss()
-    for step in range(1, s["steps"] + 1):  # the body of grpo.run's loop
+    for step in range(1, s["steps"] + 1):  # the body of grpo.loop
         batch = [p for p in stream.next() for _ in range(g.group_size)]
         ro = collect(policy, ref, tok, batch, params, reward, gen, cfg.rollout.temperature)
-        adv = group_advantages(ro.score - g.eos_penalty * (~ro.finished).float(), g.group_size, g.baseline,
-                               g.scale_std)
-        metrics = grpo.update(policy, optimizer, ro, adv, cfg, gen)
+        adv = algo.advantages(ro, cfg.rollout)
+        metrics = grpo.update(policy, optimizer, ro, adv, algo, g, cfg.rollout.temperature, gen, guard)
         tracker.step(step, ro, seq_kl(ro), metrics, policy)
         tokens.append(float(ro.response_mask.sum()))
         clock.tick()

@@ -59,18 +59,24 @@ def masked_whiten(x: Tensor, mask: Tensor, shift_mean: bool = True, eps: float =
     return out * mask
 
 
-def aggregate(per_token: Tensor, mask: Tensor, level: str = "token") -> Tensor:
+def aggregate(per_token: Tensor, mask: Tensor, level: str = "token", max_len: int | None = None) -> Tensor:
     """Reduce a `[B, T]` per-token loss to a scalar.
 
     level="token": sum over all response tokens / their number (DAPO, Yu et al. 2025 §3.3: long
     responses weigh in proportion to their length). level="seq": mean over each sequence's tokens, then
-    over sequences (GRPO, Shao et al. 2024 eq. 3: every response counts equally).
+    over sequences (GRPO, Shao et al. 2024 eq. 3: every response counts equally). level="constant": sum
+    over all response tokens / (B · max_len), a constant that does not depend on the responses' lengths
+    (Dr. GRPO, Liu et al. 2025 §3.1: no length normalisation; TRL's loss_type "dr_grpo").
     """
     if level == "token":
         return masked_mean(per_token, mask)
     if level == "seq":
         return masked_mean(per_token, mask, dim=-1).mean()
-    raise ValueError(f"level must be 'token' or 'seq', got {level!r}")
+    if level == "constant":
+        if not max_len:
+            raise ValueError("level 'constant' needs max_len (the response length limit)")
+        return masked_sum(per_token, mask) / (per_token.size(0) * max_len)
+    raise ValueError(f"level must be 'token', 'seq' or 'constant', got {level!r}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -303,14 +309,14 @@ def grpo_loss(
     kl_coef: float = 0.0,
     level: str = "seq",
     kl_importance_weight: bool = False,
+    max_len: int | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Group-relative policy loss for GRPO and RLOO (Shao et al. 2024 eq. 3; Ahmadian et al. 2024).
 
     Per token: clipped surrogate with the sequence's advantage (adv `[B]` or `[B, T]`) plus β·k3 toward the
     reference (GRPO puts the KL in the loss, not in the reward). `clip_high` (DAPO's clip-higher) defaults
-    to `clip`. level="seq" averages per response then over responses (GRPO); "token" over all tokens (DAPO,
-    Dr. GRPO). With old_logp = logp.detach() (one update per batch) the ratio is 1 and this is REINFORCE
-    with the given baseline-subtracted advantages, i.e. RLOO. `kl_importance_weight` multiplies k3 by
+    to `clip`. level (see `aggregate`): "seq" averages per response then over responses (GRPO); "token" over
+    all tokens (DAPO, TRL's "bnpo"); "constant" divides the token sum by B·max_len (Dr. GRPO). `kl_importance_weight` multiplies k3 by
     ρ = π/π_old: the tokens were sampled from π_old, so this makes the term an estimate of KL(π‖π_ref) and
     adds the score-function part of its gradient (TRL's `use_bias_correction_kl`; off in the GRPO paper).
     Returns (loss, clipfrac, kl) — kl is the detached mean k3 (0 when no reference is given).
@@ -326,4 +332,22 @@ def grpo_loss(
             kl_tok = kl_tok * torch.exp(logp - old_logp)
         per_token = per_token + kl_coef * kl_tok
     clipfrac = masked_mean(was_clipped.float(), mask).detach()
-    return aggregate(per_token, mask, level), clipfrac, kl
+    return aggregate(per_token, mask, level, max_len), clipfrac, kl
+
+
+def rloo_loss(
+    logp: Tensor, old_logp: Tensor, adv: Tensor, mask: Tensor, clip: float = 0.2, clip_high: float | None = None
+) -> tuple[Tensor, Tensor]:
+    """RLOO: REINFORCE on the whole sequence (Ahmadian et al. 2024 §3; Kool et al. 2019).
+
+    The action is the response, not a token: ρ = π(y|x)/π_old(y|x) = exp(Σ_t log π − Σ_t log π_old), and the
+    loss is the mean over responses of −min(ρ·A, clip(ρ, 1−ε, 1+ε_high)·A), with A `[B]` the leave-one-out
+    advantage of the reward already penalised by β·KL(sequence) (`rl.advantages.group_advantages`). On the
+    first (on-policy) update ρ = 1 and this is −mean(A · log π(y|x)) in gradient: plain REINFORCE. The
+    clipping matters only for further epochs on the same batch (TRL's RLOOTrainer `num_iterations` > 1).
+    logp, old_logp, mask `[B, T]`. Returns (loss, clipfrac) — the share of responses whose clipped term is active.
+    """
+    log_ratio = masked_sum(logp, mask, dim=-1) - masked_sum(old_logp, mask, dim=-1)
+    per_seq, was_clipped = _clipped_surrogate(log_ratio, torch.zeros_like(log_ratio), adv, clip,
+                                              clip if clip_high is None else clip_high)
+    return per_seq.mean(), was_clipped.float().mean().detach()

@@ -35,7 +35,7 @@ def test_canned_answer_for_many_prompts_fires_relative_to_the_start():
     mon = OveroptimizationMonitor(repeat_drift=0.15)
     alarms = feed(mon, [{"repeats": 0.05}, {"repeats": 0.15}, {"repeats": 0.25}])
     assert alarms[:2] == [None, None] and "repeat an answer" in alarms[2]
-    assert mon.alarms == [{"step": 3, "alarm": alarms[2]}]
+    assert mon.alarms == [{"step": 3, "kind": "repeats", "alarm": alarms[2]}]
     # A policy that starts out repetitive is judged against its own start.
     assert feed(OveroptimizationMonitor(repeat_drift=0.15), [{"repeats": 0.5}, {"repeats": 0.6}]) == [None, None]
 

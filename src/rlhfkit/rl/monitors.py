@@ -56,21 +56,35 @@ class OveroptimizationMonitor:
                     q.popleft()
         if self.initial_length is None:
             self.initial_length, self.initial_repeats = max(length, 1.0), repeats
-        alarm = self._check(kl, length, repeats)
+        kind, alarm = self._check(kl, length, repeats) or (None, None)
         if alarm:
-            self.alarms.append({"step": step, "alarm": alarm})
+            self.alarms.append({"step": step, "kind": kind, "alarm": alarm})
         return alarm
 
-    def _check(self, kl: float, length: float, repeats: float) -> str | None:
+    def _check(self, kl: float, length: float, repeats: float) -> tuple[str, str] | None:
+        """(kind, message) of the first rule that fires; kinds are the keys of ADVICE."""
         if len(self.gold) >= self.window:
             sp, sg = slope(list(self.proxy)), slope(list(self.gold))
             if sp > self.min_slope and sg < -self.min_slope:
-                return f"proxy reward rising ({sp:+.3f}/step) while gold falls ({sg:+.3f}/step)"
+                return "hacking", f"proxy reward rising ({sp:+.3f}/step) while gold falls ({sg:+.3f}/step)"
         if kl > self.kl_budget:
-            return f"KL to reference {kl:.2f} nats exceeds the budget {self.kl_budget}"
+            return "kl", f"KL to reference {kl:.2f} nats exceeds the budget {self.kl_budget}"
         if self.initial_length and abs(length / self.initial_length - 1) > self.length_drift:
-            return f"response length drifted from {self.initial_length:.1f} to {length:.1f} tokens"
+            return "length", f"response length drifted from {self.initial_length:.1f} to {length:.1f} tokens"
         if repeats - self.initial_repeats > self.repeat_drift:
-            return (f"{repeats:.0%} of responses repeat an answer given to another prompt (was "
-                    f"{self.initial_repeats:.0%}): one canned answer for many questions")
+            return "repeats", (f"{repeats:.0%} of responses repeat an answer given to another prompt (was "
+                               f"{self.initial_repeats:.0%}): one canned answer for many questions")
         return None
+
+
+ADVICE = {
+    "hacking": "the policy is exploiting the reward model: stop earlier (fewer steps), raise the KL coefficient, "
+               "or improve the reward model (more rankings, an ensemble with --rollout.ensemble uwo)",
+    "kl": "the policy is moving far from the reference: raise the KL coefficient (PPO: --ppo.kl_coef, or "
+          "--ppo.kl_target for an adaptive one), lower the learning rate, or raise --monitor.kl_budget if this "
+          "distance is intended",
+    "length": "response length is drifting (a reward model that likes long or short answers): raise the KL "
+              "coefficient, or check the reward model's length bias",
+    "repeats": "the policy gives one canned answer to many prompts (often a refusal for everything): raise the "
+               "KL coefficient or check what the reward model pays for that answer",
+}

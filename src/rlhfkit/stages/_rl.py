@@ -14,7 +14,7 @@ from .. import checkpoint
 from ..common import MetricsLogger, StageError, is_main_process, main_process_first, say
 from ..config import opt
 from ..rl.engine import SamplingParams
-from ..rl.monitors import OveroptimizationMonitor, cross_prompt_repeats
+from ..rl.monitors import ADVICE, OveroptimizationMonitor, cross_prompt_repeats
 from ..rl.rollout import Rollout
 from ..training import BatchStream, resume_from
 
@@ -29,6 +29,20 @@ class RolloutConfig:
     max_new_tokens: int = opt(48, "response length limit (tokens)")
     temperature: float = opt(1.0, "sampling temperature; log-probs are computed at the same temperature")
     eos_penalty: float = opt(1.0, "subtracted from the score of responses that never end (the 'EOS trick')")
+    ensemble: str = opt("mean", "how an ensemble reward model's members combine: mean; uwo = mean − coef × "
+                        "variance of the members (Coste et al. 2023, uncertainty-weighted optimisation); std = "
+                        "mean − coef × std", choices=("mean", "uwo", "std"))
+    ensemble_coef: float = opt(0.5, "λ of --rollout.ensemble uwo / std (ignored for mean)")
+
+
+@dataclass
+class UpdateConfig:
+    """Precision and numerical safety of the policy/value updates (the supervised stages' --optim names)."""
+
+    mixed_precision: str = opt("no", "autocast the update forwards in bf16 (Accelerate; weights, optimizer and "
+                                     "rollout log-probs stay fp32)", choices=("no", "bf16"))
+    on_nonfinite: str = opt("skip", "a NaN/inf loss or gradient: skip that minibatch's update and say so, or "
+                                    "stop (the last checkpoint in OUT/ckpt is kept)", choices=("skip", "stop"))
 
 
 @dataclass
@@ -43,6 +57,62 @@ class MonitorConfig:
     on_alarm: str = opt("warn", "warn (log only), stop (end training), or keep_best (continue; save the best-by-gold "
                         "policy)", choices=("warn", "stop", "keep_best"))
     keep_best: bool = opt(True, "save the policy with the best gold reward (when gold is available)")
+
+
+class UpdateGuard:
+    """One optimizer step of an RL update, as the supervised Trainer takes it: the forward under Accelerate's
+    autocast (`autocast()`), then `step` refuses a non-finite loss or gradient norm (skips the update, or
+    stops with --optim.on_nonfinite=stop). Under several processes the loss check is agreed by all ranks
+    before the backward, so that every rank skips or runs the same DDP collectives."""
+
+    def __init__(self, cfg: UpdateConfig, stage: str, out: Path):
+        from ..common import accelerator
+
+        self.cfg, self.stage, self.out = cfg, stage, out
+        self.acc = accelerator(cfg.mixed_precision)
+        self.skipped = 0
+
+    def autocast(self):
+        return self.acc.autocast()
+
+    def step(self, opt, loss: torch.Tensor, params: list, max_norm: float) -> bool:
+        """Backward, clip and step; False (and no change to the weights) when the loss or gradient is NaN/inf."""
+        opt.zero_grad(set_to_none=True)
+        if not self._finite(loss):
+            return self._skip("loss")
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        if not torch.isfinite(norm):  # gradients are all-reduced, so every rank sees the same norm
+            opt.zero_grad(set_to_none=True)
+            return self._skip("gradient")
+        opt.step()
+        return True
+
+    def _finite(self, loss: torch.Tensor) -> bool:
+        bad = torch.tensor([float(not torch.isfinite(loss.detach()).all())], device=loss.device)
+        if self.acc.num_processes > 1:
+            bad = self.acc.reduce(bad, reduction="sum")
+        return float(bad) == 0
+
+    def _skip(self, what: str) -> bool:
+        if self.cfg.on_nonfinite == "stop":
+            raise StageError(f"{self.stage}: non-finite {what} in an update; the last checkpoint is kept in "
+                             f"{self.out / 'ckpt'} (--optim.on_nonfinite=skip skips such updates)")
+        if not self.skipped:
+            say(f"{self.stage}: WARNING: non-finite {what} in an update; that minibatch's update is skipped. "
+                "Further skips are counted in metrics.jsonl (skipped_updates), not printed. If they recur, "
+                "lower the learning rate or check the reward for inf/NaN.")
+        self.skipped += 1
+        return False
+
+
+def shaped_score(ro: Rollout, rcfg: RolloutConfig) -> torch.Tensor:
+    """The sequence reward every RL stage optimises [B]: the ensemble combined as --rollout.ensemble says
+    (a single model's spread is 0, so every form is its score), minus the EOS penalty for responses that
+    never end."""
+    mean, std, coef = ro.score, ro.score_std, rcfg.ensemble_coef
+    score = {"mean": mean, "uwo": mean - coef * std**2, "std": mean - coef * std}[rcfg.ensemble]
+    return score - rcfg.eos_penalty * (~ro.finished).float()
 
 
 def load_prompts(rcfg: RolloutConfig, seed: int, out: Path) -> list[str]:
@@ -88,6 +158,7 @@ class RLTracker:
         self.monitor = OveroptimizationMonitor(mcfg.window, mcfg.kl_budget, mcfg.length_drift, mcfg.repeat_drift)
         self.best_gold, self.best_step, self.best_state = None, None, None
         self.history: list[dict] = []
+        self.announced: set[str] = set()
 
     def step(self, step: int, ro: Rollout, kl_seq: float, metrics: dict, policy) -> bool:
         """Log one RL step; returns True when training should stop."""
@@ -104,8 +175,17 @@ class RLTracker:
             self.best_gold, self.best_step = gold, step
             self.best_state = copy.deepcopy(policy.state_dict())
         if alarm:
-            say(f"step {step}: ALARM {alarm}")
+            self._announce(step, alarm)
         return bool(alarm) and self.mcfg.on_alarm == "stop"
+
+    def _announce(self, step: int, alarm: str) -> None:
+        """Each kind of alarm is printed once, with what to do; every firing is in metrics.jsonl ("alarm")."""
+        kind = self.monitor.alarms[-1]["kind"]
+        if kind in self.announced:
+            return
+        self.announced.add(kind)
+        say(f"step {step}: ALARM {alarm}. What to do: {ADVICE[kind]}. Later '{kind}' alarms are recorded in "
+            f"metrics.jsonl and summary.json, not printed.")
 
     def state(self) -> dict:
         """Everything a resumed run needs to log, alarm and keep the best policy as an uninterrupted one."""
@@ -116,6 +196,7 @@ class RLTracker:
         self.history, self.best_gold, self.best_step = state["history"], state["best_gold"], state["best_step"]
         self.best_state = state["best_state"]
         vars(self.monitor).update(state["monitor"])
+        self.announced = {a.get("kind") for a in self.monitor.alarms}  # printed before the restart
 
     def summary(self, last: int = 5) -> dict:
         tail = self.history[-last:] or [{}]
@@ -125,7 +206,9 @@ class RLTracker:
             return sum(vals) / len(vals) if vals else None
 
         first = self.history[0] if self.history else {}
+        kinds = [a.get("kind") for a in self.monitor.alarms]
         return {"steps": len(self.history), "alarms": self.monitor.alarms,
+                "alarm_counts": {k: kinds.count(k) for k in dict.fromkeys(kinds)},
                 "start": {k: first.get(k) for k in ("proxy_reward", "gold_reward", "kl", "response_length")},
                 "end": {k: mean(k) for k in ("proxy_reward", "gold_reward", "kl", "response_length", "entropy")},
                 "best_gold": self.best_gold, "best_step": self.best_step}

@@ -14,6 +14,9 @@ R_t = −β (log π − log π_ref) with the score added at the last token (Zieg
 - per-token KL penalty with the score at the final token: done; KL estimator k1 (as the papers).
 - adaptive KL controller (Ziegler et al.): done (`--ppo.kl_target`), error clipped to ±0.2.
 - EOS trick (penalise responses that never end): done (`--rollout.eos_penalty`).
+- reward-model ensembles: `--rollout.ensemble uwo` optimises mean − λ·variance (Coste et al. 2023).
+- a NaN/inf loss or gradient skips that update and says so (`--optim.on_nonfinite`); `--optim.mixed_precision
+  bf16` autocasts the update forwards, as the supervised Trainer does.
 - log-probs at the sampling temperature, recomputed with a full forward: done.
 - dropout disabled in policy, reference and value model: done (load_causal_lm).
 - advantage whitening per batch: done; reward whitening: left out (scores are already normalised).
@@ -51,8 +54,8 @@ from ..rl.rewards import make_reward
 from ..rl.rollout import Rollout, collect
 from ..training import BatchStream
 from ._lm import save_final
-from ._rl import (MonitorConfig, RLTracker, RolloutConfig, batch_iter, load_policy_and_ref, load_prompts, resume,
-                  sampling_params, save_checkpoint, seq_kl)
+from ._rl import (MonitorConfig, RLTracker, RolloutConfig, UpdateConfig, UpdateGuard, batch_iter,
+                  load_policy_and_ref, load_prompts, resume, sampling_params, save_checkpoint, seq_kl, shaped_score)
 
 
 @dataclass
@@ -71,7 +74,6 @@ class PPOConfig:
     kl_coef: float = opt(0.05, "initial KL penalty coefficient β")
     kl_target: float = opt(0.0, "target KL (nats/sequence) for the adaptive controller; 0 = fixed β")
     kl_horizon: float = opt(10000.0, "adaptive controller horizon (samples)")
-    ensemble_penalty: float = opt(0.0, "subtract k x ensemble std from the reward (Coste et al. 2023)")
     max_grad_norm: float = opt(1.0, "gradient clipping")
     share_value_backbone: bool = opt(False, "value head on the policy's own trunk (one backbone, two heads, one "
                                             "optimizer): no separate value model in memory")
@@ -92,6 +94,7 @@ class Config:
     rollout: RolloutConfig = group(RolloutConfig)
     ppo: PPOConfig = group(PPOConfig)
     monitor: MonitorConfig = group(MonitorConfig)
+    optim: UpdateConfig = group(UpdateConfig)
     lora: LoraConfig = group(LoraConfig)
     resume: bool = opt(False, "continue from OUT/ckpt if a complete checkpoint is there")
 
@@ -156,6 +159,7 @@ def run(cfg: Config) -> Path:
     trainees = (policy, value) if p.share_value_backbone else (ddp(policy), ddp(value))  # what updates run through
     kl_ctl = kl_controller(p.kl_coef, p.kl_target or None, p.kl_horizon)
     tracker = RLTracker(out, cfg.monitor, "ppo")
+    guard = UpdateGuard(cfg.optim, "ppo", out)
     stream = BatchStream(prompts, cfg.rollout.batch_prompts, cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     params = sampling_params(cfg.rollout)
@@ -170,7 +174,7 @@ def run(cfg: Config) -> Path:
             ro = collect(policy, ref, tokenizer, stream.next(), params, reward, gen, cfg.rollout.temperature)
         ro, old_values = gather_rollout(ro, rollout_values(value, ro), tokenizer.pad_token_id)  # every rank's
         adv, returns, kl_tok = advantages(ro, old_values, kl_ctl.value, cfg)
-        metrics = update(*trainees, pol_opt, val_opt, ro, adv, returns, old_values, cfg, gen)
+        metrics = update(*trainees, pol_opt, val_opt, ro, adv, returns, old_values, cfg, gen, guard)
         kl = seq_kl(ro)
         metrics.update(kl_coef=kl_ctl.value, kl_per_token=float(masked_mean(kl_tok, ro.response_mask)))
         kl_ctl.update(kl, len(ro.prompts))
@@ -181,7 +185,7 @@ def run(cfg: Config) -> Path:
             save_checkpoint(out, step, policy, tokenizer, state, stream, gen, tracker, kl_coef=kl_ctl.value)
     tracker.finalize(policy)
     save_final(policy, tokenizer, out)
-    summary = {**tracker.summary(), "wall_s": round(time.time() - t0, 1)}
+    summary = {**tracker.summary(), "skipped_updates": guard.skipped, "wall_s": round(time.time() - t0, 1)}
     write_json(out / "summary.json", summary)
     say(f"ppo: proxy {summary['start']['proxy_reward']:.3f} -> {summary['end']['proxy_reward']:.3f}, "
         f"gold {_fmt(summary['start']['gold_reward'])} -> {_fmt(summary['end']['gold_reward'])}, "
@@ -214,16 +218,15 @@ def rollout_values(value: ScalarModel, ro: Rollout) -> torch.Tensor:
 @torch.no_grad()
 def advantages(ro: Rollout, values: torch.Tensor, kl_coef: float, cfg: Config):
     """Per-token rewards -> GAE advantages (whitened over the whole batch) and returns."""
-    dev = ro.logp.device  # scores and flags come back on the CPU; the log-probs stay on the policy's device
-    score = (ro.score - cfg.ppo.ensemble_penalty * ro.score_std).to(dev)
-    rewards, kl_tok = ppo_token_rewards(score, ro.logp, ro.ref_logp, ro.response_mask, kl_coef,
-                                        eos_missing_penalty=cfg.rollout.eos_penalty, ended=ro.finished.to(dev))
+    score = shaped_score(ro, cfg.rollout).to(ro.logp.device)  # ensemble objective and EOS penalty applied
+    rewards, kl_tok = ppo_token_rewards(score, ro.logp, ro.ref_logp, ro.response_mask, kl_coef)
     adv, returns = gae(rewards, values, ro.response_mask, cfg.ppo.gamma, cfg.ppo.lam)
     adv = masked_whiten(adv, ro.response_mask) * ro.response_mask
     return adv, returns, kl_tok
 
 
-def update(policy, value, pol_opt, val_opt, ro: Rollout, adv, returns, old_values, cfg: Config, gen) -> dict:
+def update(policy, value, pol_opt, val_opt, ro: Rollout, adv, returns, old_values, cfg: Config, gen,
+           guard: UpdateGuard) -> dict:
     """Several epochs of shuffled minibatches of clipped policy and value updates. Under N processes a
     minibatch is N x --ppo.minibatch rows of the whole batch, split across the ranks (rl/distributed.py)."""
     p, P, T = cfg.ppo, ro.prompt_len, cfg.rollout.temperature
@@ -235,17 +238,20 @@ def update(policy, value, pol_opt, val_opt, ro: Rollout, adv, returns, old_value
             idx, w = shard(idx, ro.response_mask[idx].sum(-1))  # this rank's rows; its share of the tokens
             seq, attn, mask = ro.sequences[idx], ro.attention_mask[idx], ro.response_mask[idx]
             if val_opt is None:  # shared backbone: one forward feeds both heads, one step on the joint loss
-                logp, logits, v = logprobs_and_values(policy, value, seq, attn, P, T)
-                pg_loss, clipfrac, approx_kl = ppo_clip(logp, ro.logp[idx], adv[idx], mask, p.clip)
-                v_loss, v_clipfrac = value_clip(v, old_values[idx], returns[idx], mask, p.value_clip)
-                _step(pol_opt, w * (pg_loss + p.vf_coef * v_loss), pol_opt.param_groups, p.max_grad_norm)
+                with guard.autocast():
+                    logp, logits, v = logprobs_and_values(policy, value, seq, attn, P, T)
+                    pg_loss, clipfrac, approx_kl = ppo_clip(logp, ro.logp[idx], adv[idx], mask, p.clip)
+                    v_loss, v_clipfrac = value_clip(v.float(), old_values[idx], returns[idx], mask, p.value_clip)
+                guard.step(pol_opt, w * (pg_loss + p.vf_coef * v_loss), _params(pol_opt), p.max_grad_norm)
             else:  # policy then value, so only one model's activations are alive at a time
-                logp, logits = forward_logprobs(policy, seq, attn, P, T)
-                pg_loss, clipfrac, approx_kl = ppo_clip(logp, ro.logp[idx], adv[idx], mask, p.clip)
-                _step(pol_opt, w * pg_loss, pol_opt.param_groups, p.max_grad_norm)
-                v = value(seq, attn, per_token=True)[:, P - 1:-1]
-                v_loss, v_clipfrac = value_clip(v, old_values[idx], returns[idx], mask, p.value_clip)
-                _step(val_opt, w * v_loss, val_opt.param_groups, p.max_grad_norm)
+                with guard.autocast():
+                    logp, logits = forward_logprobs(policy, seq, attn, P, T)
+                    pg_loss, clipfrac, approx_kl = ppo_clip(logp, ro.logp[idx], adv[idx], mask, p.clip)
+                guard.step(pol_opt, w * pg_loss, _params(pol_opt), p.max_grad_norm)
+                with guard.autocast():
+                    v = value(seq, attn, per_token=True)[:, P - 1:-1].float()
+                    v_loss, v_clipfrac = value_clip(v, old_values[idx], returns[idx], mask, p.value_clip)
+                guard.step(val_opt, w * v_loss, _params(val_opt), p.max_grad_norm)
             with torch.no_grad():
                 ent = masked_mean(entropy_from_logits(logits), mask)
             for k, val in dict(policy_loss=pg_loss, value_loss=v_loss, clipfrac=clipfrac, approx_kl=approx_kl,
@@ -254,14 +260,12 @@ def update(policy, value, pol_opt, val_opt, ro: Rollout, adv, returns, old_value
             n += 1
     out = {k: v / max(n, 1) for k, v in mean_over_ranks(sums).items()}
     out["explained_variance"] = explained_variance(old_values, returns, ro.response_mask)
+    out["skipped_updates"] = guard.skipped
     return out
 
 
-def _step(opt, loss, groups, max_norm: float) -> None:
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_([q for g in groups for q in g["params"]], max_norm)
-    opt.step()
+def _params(opt) -> list:
+    return [q for g in opt.param_groups for q in g["params"]]
 
 
 def logprobs_and_values(policy, value: ScalarModel, seq, attn, P: int, T: float):

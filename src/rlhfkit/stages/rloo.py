@@ -1,8 +1,12 @@
-"""Stage 4 alternative, RLOO: REINFORCE with a leave-one-out baseline over k samples per prompt
-(Kool et al. 2019; Ahmadian et al. 2024, "Back to Basics"). Same loop as GRPO with
-`--grpo.baseline=rloo` and no std scaling; see `rlhfkit grpo --help` for the shared flags.
+"""Stage 4 alternative, RLOO: REINFORCE on whole responses with a leave-one-out baseline over k samples per
+prompt (Kool et al. 2019; Ahmadian et al. 2024, "Back to Basics").
 
     rlhfkit rloo --preset tiny --model runs/demo/sft/model --reward runs/demo/reward --out runs/demo/rloo
+
+Per prompt, k responses; each response's reward is the reward model's score minus β·KL(sequence), the sum
+over its tokens of log π − log π_ref (k1, as the paper and TRL's RLOOTrainer); its advantage is that reward
+minus the mean of the other k − 1. The loss treats the whole response as one action (losses.rloo_loss):
+−A · log π(y|x) on the first pass over a batch. Same loop as GRPO (stages/grpo.py `loop`).
 """
 
 from __future__ import annotations
@@ -10,30 +14,75 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from ..config import group, opt
+from ..losses import rloo_loss
+from ..model.lora import LoraConfig
+from ..rl.advantages import group_advantages
+from ..rl.rollout import Rollout
 from . import grpo
-from .grpo import GroupConfig, MonitorConfig, RolloutConfig
+from ._rl import MonitorConfig, RolloutConfig, UpdateConfig, shaped_score
 
 
 @dataclass
-class RLOOGroupConfig(GroupConfig):
-    """RLOO: leave-one-out baseline, unscaled advantages."""
+class RLOOConfig:
+    """REINFORCE leave-one-out."""
 
-    baseline: str = opt("rloo", "grpo: (r − mean)/std of the group; rloo: r − mean of the others",
-                        choices=("grpo", "rloo"))
-    scale_std: bool = opt(False, "divide by the group std (off for RLOO)")
+    steps: int = opt(60, "rollout batches (RL steps)")
+    group_size: int = opt(8, "responses sampled per prompt (k >= 2)")
+    kl_coef: float = opt(0.05, "β: the reward is score − β × KL(sequence) to the reference (TRL's default β)")
+    epochs: int = opt(1, "passes over each rollout batch (1 = on-policy REINFORCE; more use the clipped ratio)")
+    minibatch: int = opt(64, "responses per minibatch")
+    lr: float = opt(5e-5, "policy learning rate")
+    clip: float = opt(0.2, "sequence ratio clip ε (active only when epochs > 1)")
+    max_grad_norm: float = opt(1.0, "gradient clipping")
+    save_every: int = opt(10, "write a resumable checkpoint to OUT/ckpt every N steps (0 = never)")
 
 
 @dataclass
-class Config(grpo.Config):
+class Config:
     out: str = opt("runs/default/rloo", "output folder")
+    seed: int = opt(0, "random seed")
+    model: str = opt("runs/default/sft/model", "SFT model: the initial policy and the frozen reference")
+    reward: str = opt("runs/default/reward", "reward-model folder, 'gold' (the world judge), or module:function")
     rollout: RolloutConfig = group(RolloutConfig)
-    grpo: RLOOGroupConfig = group(RLOOGroupConfig)
+    rloo: RLOOConfig = group(RLOOConfig)
     monitor: MonitorConfig = group(MonitorConfig)
+    optim: UpdateConfig = group(UpdateConfig)
+    lora: LoraConfig = group(LoraConfig)
+    resume: bool = opt(False, "continue from OUT/ckpt if a complete checkpoint is there")
 
 
-PRESETS = grpo.PRESETS
+PRESETS = {name: {"rollout": p["rollout"], "rloo": p["grpo"]} for name, p in grpo.PRESETS.items()}
+
+
+class RLOO:
+    """RLOO's advantages and loss for grpo.loop."""
+
+    def __init__(self, r: RLOOConfig):
+        if r.group_size < 2:
+            raise ValueError("RLOO needs --rloo.group_size >= 2 (the baseline is the mean of the others)")
+        self.r = r
+
+    def describe(self) -> str:
+        return f"leave-one-out baseline, sequence-level REINFORCE, reward − {self.r.kl_coef}·KL(sequence)"
+
+    def rewards(self, ro: Rollout, rcfg: RolloutConfig) -> torch.Tensor:
+        """score − β·Σ_t (log π_old − log π_ref) per response [B] (the KL of the policy that sampled it)."""
+        kl = ((ro.logp - ro.ref_logp) * ro.response_mask).sum(-1)
+        return shaped_score(ro, rcfg).to(kl.device) - self.r.kl_coef * kl
+
+    def advantages(self, ro: Rollout, rcfg: RolloutConfig) -> torch.Tensor:
+        return group_advantages(self.rewards(ro, rcfg), self.r.group_size, "rloo")
+
+    def units(self, ro: Rollout, idx: torch.Tensor) -> torch.Tensor:
+        return torch.ones(len(idx))  # the loss is a mean over responses
+
+    def loss(self, logp, ro: Rollout, idx, adv) -> tuple[torch.Tensor, dict]:
+        loss, clipfrac = rloo_loss(logp, ro.logp[idx], adv[idx], ro.response_mask[idx], self.r.clip)
+        return loss, {"clipfrac": clipfrac}
 
 
 def run(cfg: Config) -> Path:
-    return grpo.run(cfg, stage="rloo")
+    return grpo.loop(cfg, cfg.rloo, RLOO(cfg.rloo), "rloo")
