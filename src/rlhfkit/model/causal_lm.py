@@ -4,6 +4,7 @@ models share every later line of code), or any causal LM loaded by hub id / loca
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,14 +92,34 @@ def detach_quantizer(model) -> None:
 
 
 def disable_dropout(model: torch.nn.Module) -> None:
-    """RLHF practice (Huang et al. 2024, detail 'disable dropout'): log-probs must be deterministic."""
+    """Turn every dropout in `model` off, in train mode too. RLHF practice (Huang et al. 2024, detail
+    'disable dropout'): log-probs must be deterministic, or the PPO ratio is not 1 before the first update.
+
+    transformers takes a dropout rate from three places, and this zeroes each of them:
+    - `nn.Dropout` modules (`p`): GPT-2's `drop` (embd_pdrop), `attn_dropout`, `resid_dropout` (attn_pdrop,
+      resid_pdrop; its SDPA path reads `attn_dropout.p`) and `mlp.dropout`.
+    - rates copied from the config when a module is built: Llama, Mistral, Qwen2 and Gemma attention keep
+      `self.attention_dropout` and pass it to the attention function in train mode. Any int/float attribute
+      of a module whose name contains "dropout", "pdrop" or "layerdrop" is zeroed.
+    - the config itself (same names, sub-configs too), for code that reads it at forward time (Falcon's
+      `dropout_add`, GPT-Neo's attention) and for modules built from it later (a value head).
+    LoRA adapter dropout is applied after this (model/lora.py) and is left as configured."""
+    from transformers import PretrainedConfig
+
+    def zero_rates(obj) -> None:
+        for key, value in list(vars(obj).items()):
+            if isinstance(value, PretrainedConfig):
+                zero_rates(value)
+            elif _RATE.search(key) and isinstance(value, (int, float)) and not isinstance(value, bool):
+                setattr(obj, key, 0.0)
+
     for m in model.modules():
-        if isinstance(m, torch.nn.Dropout):
+        if isinstance(m, torch.nn.modules.dropout._DropoutNd):  # Dropout, Dropout1d..3d, AlphaDropout
             m.p = 0.0
-    cfg = getattr(model, "config", None)
-    for key in ("attention_dropout", "hidden_dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop"):
-        if cfg is not None and hasattr(cfg, key):
-            setattr(cfg, key, 0.0)
+        zero_rates(m)  # its float attributes and its `config`, when it holds one
+
+
+_RATE = re.compile(r"dropout|pdrop|layerdrop")
 
 
 def context_length(model) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +34,17 @@ class Rollout:
         return self.response_mask.sum(-1)
 
 
+@contextmanager
+def eval_mode(model):
+    """`model` in eval mode inside the block, back in its previous mode after (as `generate` does)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def collect(policy, ref, tokenizer, prompts: list[str], params: SamplingParams, reward: RewardFn,
             generator: torch.Generator, temperature: float) -> Rollout:
@@ -43,13 +55,14 @@ def collect(policy, ref, tokenizer, prompts: list[str], params: SamplingParams, 
 
     ids = [render_prompt(tokenizer, p) for p in prompts]
     sampler = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
-    s = generate(policy, ids, params, tokenizer.eos_token_id, tokenizer.pad_token_id, sampler,
-                 span=row_span(len(ids)))
-    # Recompute log-probs with a full forward: the trainer's forward must give ratio 1 at the start
-    # (incremental KV-cache decoding can differ in the last bits).
-    mask = s.response_mask.float()
-    logp, _ = forward_logprobs(policy, s.sequences, s.attention_mask, s.prompt_len, temperature)
-    ref_logp, _ = forward_logprobs(ref, s.sequences, s.attention_mask, s.prompt_len, temperature)
+    with eval_mode(policy):  # the last update may have left it in train mode
+        s = generate(policy, ids, params, tokenizer.eos_token_id, tokenizer.pad_token_id, sampler,
+                     span=row_span(len(ids)))
+        # Recompute log-probs with a full forward: the trainer's forward must give ratio 1 at the start
+        # (incremental KV-cache decoding can differ in the last bits).
+        mask = s.response_mask.float()
+        logp, _ = forward_logprobs(policy, s.sequences, s.attention_mask, s.prompt_len, temperature)
+        ref_logp, _ = forward_logprobs(ref, s.sequences, s.attention_mask, s.prompt_len, temperature)
     responses = [tokenizer.decode(r, skip_special_tokens=True).strip() for r in s.response_ids(tokenizer.eos_token_id)]
     score, std = reward(prompts, responses)
     finished = s.finished.cpu()
