@@ -23,7 +23,8 @@ class AdaptiveKL:
         β_{t+1} = β_t (1 + K_β e_t),  K_β = n_steps / horizon
 
     `n_steps` is the number of samples (episodes) in the batch that measured KL_t; `horizon` sets how many
-    samples it takes to correct an error (10^4 in the paper). The clip bounds each step's change.
+    samples it takes to correct an error (10^4, the default of lm-human-preferences, the paper's code; the paper
+    writes K_β = 0.1 per step). The clip bounds each step's change.
     """
 
     def __init__(self, init: float, target: float, horizon: float):
