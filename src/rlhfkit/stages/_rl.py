@@ -244,6 +244,11 @@ def resume(out: Path, policy, state: checkpoint.Bundle, stream: BatchStream, gen
     return saved["step"], saved["extra"]
 
 
+def fmt(x) -> str:
+    """A summary figure for the log: None (not measured, or NaN: metrics.jsonl writes NaN as null) is n/a."""
+    return "n/a" if x is None else f"{x:.3f}"
+
+
 def seq_kl(ro: Rollout) -> float:
     """Mean over sequences of sum_t (log π − log π_ref): the k1 estimate of KL(π‖π_ref) in nats."""
     return float(((ro.logp - ro.ref_logp) * ro.response_mask).sum(-1).mean())

@@ -29,6 +29,7 @@ from ..rl.rewards import make_reward
 from ..rl.rollout import Rollout, collect
 from ..training import BatchStream
 from ._lm import save_final
+from ._rl import fmt as _fmt
 from ._rl import (MonitorConfig, RLTracker, RolloutConfig, UpdateConfig, UpdateGuard, batch_iter,
                   load_policy_and_ref, load_prompts, resume, sampling_params, save_checkpoint, seq_kl, shaped_score)
 
@@ -148,8 +149,8 @@ def loop(cfg, g, algo, stage: str) -> Path:
     save_final(policy, tokenizer, out)
     summary = {**tracker.summary(), "skipped_updates": guard.skipped, "wall_s": round(time.time() - t0, 1)}
     write_json(out / "summary.json", summary)
-    say(f"{stage}: proxy {summary['start']['proxy_reward']:.3f} -> {summary['end']['proxy_reward']:.3f}, "
-        f"KL {summary['end']['kl']:.2f}, {summary['wall_s']}s")
+    say(f"{stage}: proxy {_fmt(summary['start']['proxy_reward'])} -> {_fmt(summary['end']['proxy_reward'])}, "
+        f"KL {_fmt(summary['end']['kl'])}, {summary['wall_s']}s")
     return out / "model"
 
 

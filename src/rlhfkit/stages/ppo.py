@@ -56,6 +56,7 @@ from ..training import BatchStream
 from ._lm import save_final
 from ._rl import (MonitorConfig, RLTracker, RolloutConfig, UpdateConfig, UpdateGuard, batch_iter,
                   load_policy_and_ref, load_prompts, resume, sampling_params, save_checkpoint, seq_kl, shaped_score)
+from ._rl import fmt as _fmt
 
 
 @dataclass
@@ -187,9 +188,9 @@ def run(cfg: Config) -> Path:
     save_final(policy, tokenizer, out)
     summary = {**tracker.summary(), "skipped_updates": guard.skipped, "wall_s": round(time.time() - t0, 1)}
     write_json(out / "summary.json", summary)
-    say(f"ppo: proxy {summary['start']['proxy_reward']:.3f} -> {summary['end']['proxy_reward']:.3f}, "
+    say(f"ppo: proxy {_fmt(summary['start']['proxy_reward'])} -> {_fmt(summary['end']['proxy_reward'])}, "
         f"gold {_fmt(summary['start']['gold_reward'])} -> {_fmt(summary['end']['gold_reward'])}, "
-        f"KL {summary['end']['kl']:.2f}, {summary['wall_s']}s")
+        f"KL {_fmt(summary['end']['kl'])}, {summary['wall_s']}s")
     return out / "model"
 
 
@@ -202,10 +203,6 @@ def optimizers(policy, value: ScalarModel, p: PPOConfig):
         return torch.optim.Adam(groups, eps=1e-5), None
     return (torch.optim.Adam(policy.parameters(), lr=p.lr, eps=1e-5),
             torch.optim.Adam(value.parameters(), lr=p.value_lr, eps=1e-5))
-
-
-def _fmt(x) -> str:
-    return "n/a" if x is None else f"{x:.3f}"
 
 
 @torch.no_grad()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import config as config_mod
-from ..common import is_main_process, prepare_out, read_jsonl, say, wait_for_everyone, write_json
+from ..common import is_main_process, prepare_out, say, wait_for_everyone, write_json
 from ..config import opt
 
 STAGES = ["world", "pretrain", "sft", "rankings", "reward", "policy", "eval", "report"]
@@ -80,7 +80,7 @@ def run(cfg: Config) -> Path:
         "data": {"path": str(world["pretrain"])}}))
     sft = stage("sft", lambda force: sub_stage("sft", cfg, run_dir, force, {
         "model": str(pre), "data": {"path": str(world["sft"])}}))
-    rk = stage("rankings", lambda force: sub_stage("rankings", cfg, run_dir, force, rankings_overrides(cfg, sft, world)))
+    stage("rankings", lambda force: sub_stage("rankings", cfg, run_dir, force, rankings_overrides(cfg, sft, world)))
     rm = stage("reward", lambda force: sub_stage("reward", cfg, run_dir, force, {
         "model": str(sft), "data": {"path": str(run_dir / "rankings" / "rankings.jsonl")}}))
     pol = stage("policy", lambda force: sub_stage(cfg.algo, cfg, run_dir, force, policy_overrides(cfg, sft, rm, world)))
