@@ -88,9 +88,13 @@ def test_run_with_a_known_reward(setup, tmp_path, monkeypatch):
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     by_prompt = {}
     for s in samples:
-        # the reward, less the EOS penalty (1.0) for a response cut off at the token limit
-        assert s["proxy_reward"] == _letters([], [s["response"]])[0].item() - (0.0 if s["finished"] else 1.0)
         by_prompt.setdefault(s["prompt"], []).append(s)
+    for row in by_prompt.values():
+        # the reward; a response cut off at the token limit gets min(its reward, the prompt's lowest finished
+        # one) less the EOS penalty (1.0)
+        r = [_letters([], [s["response"]])[0].item() for s in row]
+        low = min([x for x, s in zip(r, row) if s["finished"]], default=float("inf"))
+        assert [s["proxy_reward"] for s in row] == [x if s["finished"] else min(x, low) - 1.0 for x, s in zip(r, row)]
     assert len(by_prompt) == 8 and all(len(v) == 8 for v in by_prompt.values())
     best4 = sum(max(s["proxy_reward"] for s in v[:4]) for v in by_prompt.values()) / 8
     assert rows[2]["proxy_reward"] == pytest.approx(best4)
@@ -180,4 +184,25 @@ def test_a_reward_model_never_prefers_an_unfinished_response():
 
     assert score(reward, [row]).argmax().item() == 0  # without the penalty the truncated one wins
     scores = score(reward, [row], eos_penalty=1.0)
-    assert scores.argmax().item() == 1 and scores[0].tolist() == pytest.approx([-0.1, 0.2, -0.5])
+    # unfinished: min(r, 0.2) − 1, the 0.2 being the lowest finished score of the prompt
+    assert scores.argmax().item() == 1 and scores[0].tolist() == pytest.approx([-0.8, 0.2, -0.8])
+
+
+def test_never_unfinished_when_a_finished_one_exists_whatever_the_scores():
+    """Property over random reward-model scores (spread far wider than the penalty) and finish flags."""
+    from rlhfkit.rl.text import TextSample
+    from rlhfkit.stages.best_of_n import score
+
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        n = int(torch.randint(2, 7, (1,), generator=g))
+        done = (torch.rand(n, generator=g) < 0.4).tolist()
+        rm = (5 * torch.randn(n, generator=g)).tolist()
+        row = [TextSample("p", str(i), d, 8) for i, d in enumerate(done)]
+        picked = score(lambda p, r: (torch.tensor([rm[int(x)] for x in r]), torch.zeros(len(r))), [row],
+                       eos_penalty=0.1)[0].argmax().item()
+        if any(done):
+            assert done[picked]
+            assert rm[picked] == max(x for x, d in zip(rm, done) if d)  # the best finished one
+        else:
+            assert rm[picked] == max(rm)  # all cut off: the order among them is kept

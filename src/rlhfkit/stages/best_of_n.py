@@ -49,8 +49,8 @@ class Config:
     world_size: str = opt("tiny", "built-in world size when prompts is 'world'", choices=("ci", "tiny", "small"))
     max_prompts: int = opt(0, "measure on at most this many prompts (0 = all)")
     batch_size: int = opt(64, "sequences per generation batch")
-    eos_penalty: float = opt(1.0, "subtracted from a reward model's score of responses that never end, as in "
-                             "RL (--rollout.eos_penalty), so best-of-n never prefers a truncated response")
+    eos_penalty: float = opt(1.0, "a response that never ends scores below every finished response to its prompt, "
+                             "minus this (0 = off), so best-of-n never prefers a truncated response")
 
 
 PRESETS = {
@@ -99,12 +99,18 @@ def generate_best_of_n(model, tokenizer, reward_fn, prompts: list[str], n: int, 
 
 
 def score(reward_fn, samples, eos_penalty: float = 0.0) -> torch.Tensor:
-    """Rewards [P, N] of samples [P][N] from `fn(prompts, responses) -> (reward, spread)`, minus
-    `eos_penalty` for a response that never ends (the reward model cannot see that it was cut off)."""
+    """Rewards [P, N] of samples [P][N] from `fn(prompts, responses) -> (reward, spread)`. With `eos_penalty`
+    > 0 a response that never ends (the reward model cannot see that it was cut off) scores
+    min(r, lowest finished r of its prompt) − eos_penalty: below every finished response of the same
+    prompt, so best-of-n never picks a truncated response when a finished one exists."""
     flat = [s for row in samples for s in row]
     reward, _ = reward_fn([s.prompt for s in flat], [s.response for s in flat])
-    unfinished = torch.tensor([not s.finished for s in flat], dtype=torch.float32)
-    return (torch.as_tensor(reward, dtype=torch.float32) - eos_penalty * unfinished).view(len(samples), -1)
+    r = torch.as_tensor(reward, dtype=torch.float32).view(len(samples), -1)
+    if eos_penalty <= 0:
+        return r
+    finished = torch.tensor([[s.finished for s in row] for row in samples])
+    lowest_finished = torch.where(finished, r, torch.full_like(r, float("inf"))).min(-1, keepdim=True).values
+    return torch.where(finished, r, torch.minimum(r, lowest_finished) - eos_penalty)
 
 
 def load_prompt_list(cfg: Config, out: Path) -> list[str]:
