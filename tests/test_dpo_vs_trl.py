@@ -90,7 +90,10 @@ def test_stage_loss_matches_trl_dpo_trainer(tmp_path, setup, loss):
     theirs.backward()
     assert ours.item() == pytest.approx(theirs.item(), abs=1e-5)
     assert abs(ours.item() - 0.6931) > 1e-3
-    for a, b in zip(_grads(model), _grads(trainer.model)):
+    ours_g, theirs_g = _grads(model), _grads(trainer.model)
+    # zip stops at the shorter list: every parameter must have a gradient on both sides
+    assert len(ours_g) == len(theirs_g) == len(list(model.parameters())) > 0
+    for a, b in zip(ours_g, theirs_g):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
     if loss == "sigmoid":  # the logged implicit-reward margin and accuracy too (TRL files them under its mode)
         logged = trainer._metrics["train" if trainer.model.training else "eval"]

@@ -302,26 +302,56 @@ def test_grpo_loss_seq_vs_token_level_gradients():
     torch.testing.assert_close(logp.grad, torch.tensor([[-0.25, 0, 0], [-0.25, -0.25, -0.25]]))
 
 
+def _grpo_loop(logp, old, adv, mask, clip=0.2, clip_high=None, ref=None, kl_coef=0.0, level="seq"):
+    """Plain-Python GRPO objective, token by token (Shao et al. 2024 eq. 3), written from the paper rather than
+    from `losses`: returns (loss, mean k3 over the masked tokens)."""
+    hi = clip if clip_high is None else clip_high
+    per_seq, flat, kls = [], [], []
+    for b in range(len(mask)):
+        row = []
+        for t in range(len(mask[b])):
+            if not mask[b][t]:
+                continue
+            rho = math.exp(logp[b][t] - old[b][t])
+            term = -min(rho * adv[b], min(max(rho, 1 - clip), 1 + hi) * adv[b])
+            if ref is not None:
+                log_r = ref[b][t] - logp[b][t]
+                k3 = math.exp(log_r) - 1 - log_r
+                kls.append(k3)
+                term += kl_coef * k3
+            row.append(term)
+        per_seq.append(sum(row) / len(row))
+        flat += row
+    loss = sum(per_seq) / len(per_seq) if level == "seq" else sum(flat) / len(flat)
+    return loss, (sum(kls) / len(kls) if kls else 0.0)
+
+
 def test_grpo_loss_kl_term_clip_high_and_token_advantages():
     torch.manual_seed(0)
     logp, old, ref = torch.randn(3, 4), torch.randn(3, 4), torch.randn(3, 4)
-    mask = torch.ones(3, 4)
+    # ragged lengths, so "seq" (mean per response, then over responses) and "token" give different losses
+    mask = torch.tensor([[1, 1, 1, 1], [1, 0, 0, 0], [1, 1, 0, 0]])
     adv = torch.randn(3)
-    base, _, _ = L.grpo_loss(logp, old, adv, mask)
-    with_kl, _, kl = L.grpo_loss(logp, old, adv, mask, ref_logp=ref, kl_coef=0.1)
-    expected_kl = L.masked_mean(L.kl_k3(logp, ref), mask, dim=-1).mean()
-    assert with_kl.item() == pytest.approx(base.item() + 0.1 * expected_kl.item(), abs=1e-6)
-    assert kl.item() == pytest.approx(L.masked_mean(L.kl_k3(logp, ref), mask).item(), abs=1e-6)
+    lists = (logp.tolist(), old.tolist(), adv.tolist(), mask.tolist())
+    for level in ("seq", "token"):
+        for clip_high in (None, 0.28):
+            base = L.grpo_loss(logp, old, adv, mask, clip_high=clip_high, level=level)[0]
+            want, _ = _grpo_loop(*lists, clip_high=clip_high, level=level)
+            assert base.item() == pytest.approx(want, abs=1e-5), (level, clip_high)
+            with_kl, _, kl = L.grpo_loss(logp, old, adv, mask, clip_high=clip_high, ref_logp=ref, kl_coef=0.1,
+                                         level=level)
+            want, want_kl = _grpo_loop(*lists, clip_high=clip_high, ref=ref.tolist(), kl_coef=0.1, level=level)
+            assert with_kl.item() == pytest.approx(want, abs=1e-5), (level, clip_high)
+            assert kl.item() == pytest.approx(want_kl, abs=1e-5)
+    assert _grpo_loop(*lists, level="seq")[0] != pytest.approx(_grpo_loop(*lists, level="token")[0], abs=1e-3)
     # [B] advantages broadcast like the same [B, T] ones
+    base = L.grpo_loss(logp, old, adv, mask)[0]
     same = L.grpo_loss(logp, old, adv[:, None].expand(3, 4), mask)[0]
     assert same.item() == pytest.approx(base.item())
     # clip-higher: ratio 1.25 with A > 0 is clipped at 1.2 but not at 1.28
     lp, o, a, m = torch.tensor([[math.log(1.25)]]), torch.zeros(1, 1), torch.tensor([1.0]), torch.ones(1, 1)
     assert L.grpo_loss(lp, o, a, m, clip=0.2)[0].item() == pytest.approx(-1.2)
     assert L.grpo_loss(lp, o, a, m, clip=0.2, clip_high=0.28)[0].item() == pytest.approx(-1.25)
-    # and it agrees with ppo_clip when the clip is symmetric and aggregation is per token
-    ppo = L.ppo_clip(logp, old, adv[:, None].expand(3, 4), mask)[0]
-    assert L.grpo_loss(logp, old, adv, mask, level="token")[0].item() == pytest.approx(ppo.item(), abs=1e-6)
 
 
 def test_losses_import_only_torch():

@@ -136,3 +136,15 @@ def test_reward_with_lora_saves_a_plain_backbone(lm_dir, tiny_data, tmp_path):
     assert _plain_folder(out / "model" / "backbone")
     mean, _ = load_reward(out).score_texts(["Tell me about cats."] * 2, ["Sure!", "no"])
     assert torch.isfinite(mean).all()
+    # The saved weights are the kept (step-3) ones with the adapters folded in: every adapted linear layer
+    # moved away from the base, everything LoRA does not touch (embeddings, norms) is the base's, bit for bit.
+    from safetensors.torch import load_file
+
+    assert json.loads((out / "model" / "train_summary.json").read_text())["best_step"] > 0
+    saved, base = load_file(str(out / "model" / "backbone" / "model.safetensors")), load_causal_lm(lm_dir).state_dict()
+    for key, w in saved.items():
+        w0 = base[f"model.{key}"]
+        if key.endswith("proj.weight"):
+            assert (w - w0).abs().max() > 1e-4, key
+        else:
+            assert torch.equal(w, w0), key

@@ -117,6 +117,12 @@ def test_quality_weights(tmp_path, monkeypatch):
     expected = quality.apply_weights(records, quality.assess(records))
     assert [r["weight"] for r in recs] == [e["weight"] for e in expected]
     assert all(0 <= r["weight"] <= 1 for r in recs) and len({r["weight"] for r in recs}) > 1
+    # What the weights are for, independent of the quality code: on harmful prompts (where the adversarial
+    # profile flips its rankings) every adversarial ranking weighs less than every careful one.
+    by_profile = {p: [r["weight"] for r, src_r in zip(recs, records) if src_r["profile"] == p
+                      and src_r["family"] == "harmful"] for p in ("careful", "adversarial")}
+    assert by_profile["adversarial"] and by_profile["careful"], by_profile
+    assert max(by_profile["adversarial"]) < min(by_profile["careful"]), by_profile
     assert "annotators" in json.loads((out / "quality.json").read_text())
     monkeypatch.setitem(sys.modules, "rlhfkit.feedback.quality", None)  # module missing -> a clear error
     with pytest.raises(Exception, match="quality"):

@@ -95,6 +95,10 @@ def test_plackett_luce_matches_library_and_bt_for_pairs():
     assert reward.rm_loss(x, b, cfg_pl).item() == pytest.approx(reward.rm_loss(x, b, cfg_bt).item(), rel=1e-6)
     # Breslow ties: a tie of the last two is minimised by equal scores.
     t = [[0], [1, 2]]
+    # By hand: pick 0 from {0,1,2}, then the tie {1,2} from {1,2} with Breslow's (e^0 + e^0)^2 denominator;
+    # 2 choice steps (K - 1).
+    by_hand = ((math.log(math.exp(3) + 2) - 3) + 2 * math.log(2)) / 2
+    assert reward.plackett_luce_tiers(torch.tensor([3.0, 0.0, 0.0]), t).item() == pytest.approx(by_hand, rel=1e-6)
     assert (reward.plackett_luce_tiers(torch.tensor([3.0, 0.0, 0.0]), t)
             < reward.plackett_luce_tiers(torch.tensor([3.0, 1.0, -1.0]), t))
 
@@ -169,6 +173,34 @@ def test_calibration_bins():
     assert top["predicted"] == pytest.approx(torch.sigmoid(torch.tensor(3.0)).item(), abs=1e-4)
     low = cal["bins"][0]
     assert low["n"] == 3 and low["observed"] == pytest.approx(0.5)  # one win, one loss, one ½
+    # ECE = Σ_bins n_b/P |predicted - observed|: low bin predicts (2σ(0.1) + σ(0)) / 3, top bin σ(3).
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    ece = 0.5 * abs((2 * sig(0.1) + 0.5) / 3 - 0.5) + 0.5 * abs(sig(3.0) - 2 / 3)
+    assert cal["ece"] == pytest.approx(ece, abs=1e-4)
+
+
+def test_gold_accuracy_by_hand():
+    """The reward model's and the labels' agreement with the gold judge, on a hand-made batch: pairs the judge
+    scores equally are skipped, a response pair ranked twice counts once for the model, ties never count
+    for the labels."""
+    from rlhfkit.evaluate.reward_metrics import gold_accuracy
+
+    r1 = Ranking("p", ["a", "b", "c"], [0, 1, 2], annotator="ann1", family="f1")
+    r3 = Ranking("p", ["a", "b", "c"], [[0, 1], 2], annotator="ann2", family="f1")
+    r2 = Ranking("q", ["x", "y"], [1, 0], family="f2")  # the label prefers y; gold prefers x
+    b = reward.make_batch([item(r1, r3), item(r2)])
+    gold = {("p", "a"): 1.0, ("p", "b"): 0.0, ("p", "c"): 0.0, ("q", "x"): 0.5, ("q", "y"): -0.5}
+    score = {("p", "a"): 2.0, ("p", "b"): 1.0, ("p", "c"): 3.0, ("q", "x"): 0.0, ("q", "y"): 1.0}
+    got = gold_accuracy(torch.tensor([score[k] for k in b.keys]), b, gold)
+    # Model on distinct gold-ordered pairs: a>b right (2 > 1), a>c wrong (2 < 3), x>y wrong (0 < 1); b~c skipped.
+    assert got["n_pairs"] == 3 and got["accuracy"] == pytest.approx(1 / 3, abs=1e-4)
+    assert got["by_family"] == {"f1": {"accuracy": 0.5, "n_pairs": 2}, "f2": {"accuracy": 0.0, "n_pairs": 1}}
+    # Labels, untied and gold-ordered pairs only: ann1 a>b, a>c (both right); ann2 a>c (right; a~b is a tie);
+    # the unnamed annotator y>x (wrong).
+    assert got["label_agreement"] == pytest.approx(3 / 4)
+    assert got["label_agreement_by_profile"] == {"-": {"accuracy": 0.0, "n_pairs": 1},
+                                                 "ann1": {"accuracy": 1.0, "n_pairs": 2},
+                                                 "ann2": {"accuracy": 1.0, "n_pairs": 1}}
 
 
 # ---------------------------------------------------------------------------------------------- end to end
@@ -217,6 +249,7 @@ def test_ci_run_orders_held_out_pairs_and_ensemble_spreads(tmp_path, capsys):
     # gold on ~0.79 of these pairs, so each item is ranked by three people, as in the presets.
     # Measured (world v2): 0.72 vs labels, 0.77 vs gold, loss 0.49.
     assert m["accuracy"] > 0.65 and m["gold"]["accuracy"] > 0.7 and m["loss"] < 0.6
+    assert len(report["members"]) == 2  # so the all() below is not vacuous
     assert all(x["best_val_loss"] < x["first_val_loss"] - 0.1 for x in report["members"])
     assert set(m["by_family"]) <= set(json.loads(l)["family"] for l in open(tmp_path / "candidates.jsonl"))
     assert "careful" in m["by_profile"] and m["ensemble_std_mean"] > 0

@@ -10,7 +10,8 @@ import json
 
 import pytest
 
-from rlhfkit.world.audit import GOALS, audit, best_fixed, format_table, reference, score
+from rlhfkit.world.audit import GOALS, audit, best_fixed, format_table, reference
+from rlhfkit.world.judge import judge
 from rlhfkit.world.cli import main
 from rlhfkit.world.splits import build_splits
 
@@ -59,10 +60,22 @@ def test_empty_scores_minus_one(tiny):
 
 
 def test_best_fixed_is_the_strongest_reference_answer():
-    prompts = [r["prompt"] for r in build_splits(0, "ci")["eval"] if r["family"] == "arithmetic"]
-    best = best_fixed(prompts)
-    means = {reference(p): sum(score(q, reference(p)) for q in prompts) for p in prompts}
-    assert best in means and means[best] == max(means.values())
+    """Brute force with the judge itself (not the audit's cached `score`): every prompt's reference answer
+    given to all the prompts; the winner is the highest total, ties to the alphabetically first. On the ci
+    eval split the facts answers differ in total (two tie at the top) and the arithmetic ones all tie, so
+    both the maximum and the tie rule are exercised."""
+    for family in ("facts", "arithmetic"):
+        prompts = [r["prompt"] for r in build_splits(0, "ci")["eval"] if r["family"] == family]
+        totals = {}
+        for p in prompts:
+            answer = reference(p)
+            totals[answer] = sum(judge(q, answer).score for q in prompts)
+        top = max(totals.values())
+        tied = sorted(a for a, t in totals.items() if abs(t - top) < 1e-9)
+        assert len(tied) > 1, (family, totals)  # the tie rule decides
+        if family == "facts":
+            assert min(totals.values()) < top - 1, totals  # and the maximum matters
+        assert best_fixed(prompts) == tied[0], (family, totals)
 
 
 def test_goals_met(tiny):
