@@ -84,6 +84,8 @@ class GRPO:
     LEVEL = {"grpo": "seq", "bnpo": "token", "dr_grpo": "constant"}
 
     def __init__(self, g: GroupConfig, max_new_tokens: int):
+        if g.group_size < 2:  # one sample per prompt has no group to compare with: every advantage would be 0
+            raise ValueError("GRPO needs --grpo.group_size >= 2 (advantages compare a prompt's responses)")
         self.g, self.max_len, self.level = g, max_new_tokens, self.LEVEL[g.loss_type]
 
     def describe(self) -> str:

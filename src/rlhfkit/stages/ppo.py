@@ -154,6 +154,8 @@ def run(cfg: Config) -> Path:
     # Models used only to score rollouts (a LoRA reference is the policy itself, so it is not among them).
     frozen = [m for m in (ref, *getattr(reward, "members", [])) if isinstance(m, torch.nn.Module)]
     device = compute_device()
+    if p.offload and device.type == "cpu":
+        say("ppo: --ppo.offload has no effect here: there is no GPU, every model is already on the CPU")
     place([policy, value], device)
     place(frozen, "cpu" if p.offload else device)
     pol_opt, val_opt = optimizers(policy, value, p)
