@@ -1,4 +1,4 @@
-"""GRPO: the `rlhfkit grpo` step (rollout.collect + group_advantages + grpo.update + RLTracker) vs TRL
+"""GRPO: the `rlhfkit grpo` step (rollout.collect + GRPO.experience + GRPO.update + RLTracker) vs TRL
 `GRPOTrainer` (HF `generate` on CPU, no vLLM).
 
     python -m benchmarks.run --cases grpo
@@ -34,33 +34,34 @@ def sizes(ctx: C.Ctx) -> dict:
 
 
 def run_rlhfkit(folder: str, tok, prompts: list[str], s: dict, out: Path) -> dict:
+    from rlhfkit.rl.loop import UpdateGuard, load_policy_and_ref, sampling_params, seq_kl
+    from rlhfkit.rl.tracker import RLTracker
     from rlhfkit.rl.rewards import make_reward
     from rlhfkit.rl.rollout import collect
     from rlhfkit.stages import grpo
-    from rlhfkit.stages._rl import RLTracker, UpdateGuard, load_policy_and_ref, sampling_params, seq_kl
     from rlhfkit.training import BatchStream
 
     out.mkdir(parents=True, exist_ok=True)
     _, policy, ref = load_policy_and_ref(folder)
     cfg = grpo.Config(out=str(out))
     cfg.rollout.batch_prompts, cfg.rollout.max_new_tokens, cfg.rollout.temperature = s["prompts"], s["new"], 1.0
+    cfg.rollout.eos_penalty = 0.0  # TRL has no EOS penalty
     g = cfg.grpo
     g.group_size, g.minibatch, g.lr, g.kl_coef, g.clip, g.loss_type = (
         s["group"], s["minibatch"], LR, BETA, 0.2, "grpo")
-    cfg.rollout.eos_penalty = 0.0  # TRL has no EOS penalty
-    algo = grpo.GRPO(g, cfg.rollout.max_new_tokens)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=g.lr, eps=1e-5)  # as grpo.loop
-    reward, tracker = make_reward("gold"), RLTracker(out, cfg.monitor, "grpo")
-    guard = UpdateGuard(cfg.optim, "grpo", out)
+    reward = make_reward("gold")
+    algo = grpo.GRPO(g, cfg.rollout)
+    algo.setup(policy, ref, reward)  # Adam(lr, eps 1e-5), as rl.loop.train
+    tracker, guard = RLTracker(out, cfg.monitor, "grpo"), UpdateGuard(cfg.optim, "grpo", out)
     stream = BatchStream(prompts, s["prompts"], seed=0, shuffle=False)
     gen, params = torch.Generator().manual_seed(0), sampling_params(cfg.rollout)
     clock, tokens = C.Clock(), []
     C.reset_peak_rss()
-    for step in range(1, s["steps"] + 1):  # the body of grpo.loop
+    for step in range(1, s["steps"] + 1):  # the body of rl.loop.train
         batch = [p for p in stream.next() for _ in range(g.group_size)]
         ro = collect(policy, ref, tok, batch, params, reward, gen, cfg.rollout.temperature)
-        adv = algo.advantages(ro, cfg.rollout)
-        metrics = grpo.update(policy, optimizer, ro, adv, algo, g, cfg.rollout.temperature, gen, guard)
+        ro, adv = algo.experience(ro, tok.pad_token_id)
+        metrics = algo.update(ro, adv, gen, guard)
         tracker.step(step, ro, seq_kl(ro), metrics, policy)
         tokens.append(float(ro.response_mask.sum()))
         clock.tick()

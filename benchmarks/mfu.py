@@ -54,7 +54,7 @@ def step_flops(model, batch: int, T: int) -> float:
 
 
 def run_rlhfkit(model, tok, blocks, s: dict, out: Path) -> dict:
-    from rlhfkit.stages._lm import lm_step
+    from rlhfkit.lm import lm_step
     from rlhfkit.training import BatchStream, Trainer
 
     out.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ def sizes(ctx: C.Ctx) -> dict:
 
 def run_rlhfkit(model, tok, convs, s: dict, out: Path) -> dict:
     from rlhfkit.data.chat import render_chat
-    from rlhfkit.stages._lm import lm_step
+    from rlhfkit.lm import lm_step
     from rlhfkit.stages.sft import collate
     from rlhfkit.training import BatchStream, Trainer
 

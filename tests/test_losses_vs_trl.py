@@ -218,9 +218,10 @@ def test_dr_grpo_matches_trl(tmp_path, tokenizer):
     trainer, out = _rollout(
         trl.GRPOTrainer, trl.GRPOConfig, tmp_path, tokenizer, loss_type="dr_grpo", scale_rewards="none",
     )  # fmt: skip
+    from rlhfkit.rl.loop import RolloutConfig
     from rlhfkit.stages.grpo import GRPO, GroupConfig
 
-    algo = GRPO(GroupConfig(loss_type="dr_grpo", group_size=G), max_new_tokens=3)
+    algo = GRPO(GroupConfig(loss_type="dr_grpo", group_size=G), RolloutConfig(max_new_tokens=3))
     assert not algo.scale_std and algo.level == "constant"
     torch.testing.assert_close(group_advantages(REWARDS, G, "grpo", scale_std=algo.scale_std), out["advantages"])
     logp = _logps(trainer.model, out)
@@ -241,7 +242,7 @@ def test_rloo_matches_trl(tmp_path, tokenizer):
     RLOO.advantages: score − β·Σ(log π_old − log π_ref), leave-one-out) and sequence-level loss (losses.rloo_loss)
     equal TRL's on the same completions, off-policy so that the clip is active."""
     from rlhfkit.rl.rollout import Rollout
-    from rlhfkit.stages._rl import RolloutConfig
+    from rlhfkit.rl.loop import RolloutConfig
     from rlhfkit.stages.rloo import RLOO, RLOOConfig
 
     args = trl.RLOOConfig(
@@ -264,7 +265,7 @@ def test_rloo_matches_trl(tmp_path, tokenizer):
     ro = Rollout(prompts=[""] * B, responses=[""] * B, sequences=None, attention_mask=None, response_mask=mask,
                  logp=logp * mask, ref_logp=ref * mask, score=REWARDS, score_std=torch.zeros(B), gold=None,
                  finished=torch.ones(B, dtype=torch.bool), prompt_len=0)
-    algo = RLOO(RLOOConfig(group_size=G, kl_coef=0.05))
+    algo = RLOO(RLOOConfig(group_size=G, kl_coef=0.05), RolloutConfig())
     adv = algo.advantages(ro, RolloutConfig(eos_penalty=0.0))
     assert ((logp - ref) * mask).sum(-1).abs().max() > 0.1  # the KL term is really there
     torch.testing.assert_close(adv, out["advantages"], atol=1e-5, rtol=1e-5)

@@ -88,7 +88,7 @@ def test_a_sharded_launch_saves_the_gathered_weights(lm, tokenizer, tmp_path, mo
     from accelerate.utils import DistributedType
 
     from rlhfkit.model.causal_lm import load_causal_lm
-    from rlhfkit.stages._lm import save_final
+    from rlhfkit.lm import save_final
     from rlhfkit.training import OptimConfig, Trainer
 
     trainer = Trainer(lm, OptimConfig(), tmp_path)

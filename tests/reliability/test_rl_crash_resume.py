@@ -4,7 +4,7 @@ the uninterrupted run's step count, prompt-stream position, final weights and on
 
     .venv/bin/python -m pytest tests/reliability/test_rl_crash_resume.py -q   (~1 min CPU)
 
-What a resume must restore beyond the policy (stages/_rl.py `save_checkpoint`): the optimizers (PPO: policy
+What a resume must restore beyond the policy (rl/loop.py `save_checkpoint`): the optimizers (PPO: policy
 and value), the value model, the sampling generator (the next rollout's tokens), the adaptive KL β, and the
 tracker: metrics history, the overoptimisation monitor's windows, and the best-by-gold policy, which
 `--monitor.on_alarm=keep_best` makes the final model, so a lost best-so-far would change the weights.

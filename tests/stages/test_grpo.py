@@ -44,7 +44,7 @@ def calls(monkeypatch):
         return out
 
     monkeypatch.setattr(grpo, "grpo_loss", recording)
-    monkeypatch.setattr(grpo, "make_reward", lambda spec: _length_reward)
+    monkeypatch.setattr("rlhfkit.rl.loop.make_reward", lambda spec: _length_reward)
     return seen
 
 
@@ -78,7 +78,7 @@ def test_nonfinite_loss_is_skipped(lm_dir, tiny_data, tmp_path, monkeypatch, cap
         r = torch.full((len(responses),), float("nan"))
         return r, torch.zeros_like(r)
 
-    monkeypatch.setattr(grpo, "make_reward", lambda spec: nan_reward)
+    monkeypatch.setattr("rlhfkit.rl.loop.make_reward", lambda spec: nan_reward)
     out = tmp_path / "grpo"
     _run(lm_dir, tiny_data["prompts"], out)
     assert capsys.readouterr().out.count("non-finite loss in an update") == 1

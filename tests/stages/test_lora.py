@@ -27,7 +27,7 @@ def _plain_folder(path) -> bool:
 
 
 def test_merged_folder_reloads_with_the_adapted_logits(lm_dir, tokenizer, tmp_path):
-    from rlhfkit.stages._lm import save_final
+    from rlhfkit.lm import save_final
 
     model = lora.apply(load_causal_lm(lm_dir), lora.LoraConfig(r=4, alpha=8))
     torch.manual_seed(1)
@@ -101,7 +101,7 @@ def test_ppo_with_lora_starts_at_zero_kl_and_saves_merged(lm_dir, tiny_data, tmp
         r = torch.tensor([len(x) / 10.0 for x in responses])
         return r, torch.zeros_like(r)
 
-    monkeypatch.setattr(ppo, "make_reward", lambda spec: reward)
+    monkeypatch.setattr("rlhfkit.rl.loop.make_reward", lambda spec: reward)
     cfg = parse(ppo.Config, ["--preset", "ci", "--model", str(lm_dir), "--rollout.prompts", tiny_data["prompts"],
                              "--out", str(tmp_path / "ppo"), "--reward=length", "--ppo.steps=2",
                              "--rollout.batch_prompts=8", "--rollout.max_new_tokens=8", "--ppo.lr=1e-2",

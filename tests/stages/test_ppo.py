@@ -60,7 +60,7 @@ def test_first_minibatch_is_exactly_on_policy(lm_dir, dropout_lm_dir, tiny_data,
         calls.append((logp.detach().clone(), old_logp.clone(), mask.clone(), out[1].item(), out[2].item()))
         return out
 
-    monkeypatch.setattr(ppo, "make_reward", lambda spec: _length_reward)
+    monkeypatch.setattr("rlhfkit.rl.loop.make_reward", lambda spec: _length_reward)
     monkeypatch.setattr(ppo, "ppo_clip", recording_clip)
     _run(lm_dir if model == "plain" else dropout_lm_dir, tiny_data["prompts"], tmp_path / "ppo")
     logp, old, mask, clipfrac, approx_kl = calls[0]
@@ -72,7 +72,7 @@ def test_first_minibatch_is_exactly_on_policy(lm_dir, dropout_lm_dir, tiny_data,
 
 
 def test_nonfinite_loss_skips_the_update_and_says_so_once(lm_dir, tiny_data, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(ppo, "make_reward", lambda spec: _nan_reward)
+    monkeypatch.setattr("rlhfkit.rl.loop.make_reward", lambda spec: _nan_reward)
     out = tmp_path / "ppo"
     rows = _run(lm_dir, tiny_data["prompts"], out)
     printed = capsys.readouterr().out
@@ -85,13 +85,13 @@ def test_nonfinite_loss_skips_the_update_and_says_so_once(lm_dir, tiny_data, tmp
 
 
 def test_nonfinite_loss_can_stop_instead(lm_dir, tiny_data, tmp_path, monkeypatch):
-    monkeypatch.setattr(ppo, "make_reward", lambda spec: _nan_reward)
+    monkeypatch.setattr("rlhfkit.rl.loop.make_reward", lambda spec: _nan_reward)
     with pytest.raises(StageError, match="non-finite loss"):
         _run(lm_dir, tiny_data["prompts"], tmp_path / "ppo", "--optim.on_nonfinite=stop")
 
 
 def test_each_alarm_kind_is_printed_once_with_what_to_do(lm_dir, tiny_data, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(ppo, "make_reward", lambda spec: _length_reward)
+    monkeypatch.setattr("rlhfkit.rl.loop.make_reward", lambda spec: _length_reward)
     rows = _run(lm_dir, tiny_data["prompts"], tmp_path / "ppo", "--ppo.steps=4", "--monitor.kl_budget=-1")
     printed = capsys.readouterr().out
     assert sum(r["alarm"] is not None for r in rows) == 4  # fired every step (any KL exceeds a budget of -1)...
@@ -105,7 +105,7 @@ def test_ensemble_objectives():
     penalty on top for responses that never end (hand-computed)."""
     from types import SimpleNamespace
 
-    from rlhfkit.stages._rl import RolloutConfig, shaped_score
+    from rlhfkit.rl.loop import RolloutConfig, shaped_score
 
     ro = SimpleNamespace(score=torch.tensor([1.0, 2.0]), score_std=torch.tensor([0.5, 2.0]),
                          finished=torch.tensor([True, False]))

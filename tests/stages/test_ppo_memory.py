@@ -51,7 +51,7 @@ def test_shared_trunk_gives_forward_logprobs_and_the_value_heads_values(lm):
 def test_ppo_with_a_shared_value_backbone(lm_dir, tiny_data, tmp_path, monkeypatch):
     from rlhfkit.stages import ppo
 
-    monkeypatch.setattr(ppo, "make_reward", lambda spec: _length_reward)
+    monkeypatch.setattr("rlhfkit.rl.loop.make_reward", lambda spec: _length_reward)
 
     def no_value_model(*a, **k):
         raise AssertionError("a shared backbone loads no separate value model")
@@ -100,7 +100,7 @@ def test_on_device_is_a_noop_on_cpu():
 def test_ppo_offload_on_cpu_leaves_every_model_where_it_was(lm_dir, tiny_data, tmp_path, monkeypatch):
     from rlhfkit.stages import ppo
 
-    monkeypatch.setattr(ppo, "make_reward", lambda spec: _length_reward)
+    monkeypatch.setattr("rlhfkit.rl.loop.make_reward", lambda spec: _length_reward)
     visits = []
     real = ppo.on_device
 
@@ -123,7 +123,7 @@ def test_resume_with_lora_and_a_shared_value_head(lm_dir, tiny_data, tmp_path, m
 
     from rlhfkit.stages import ppo
 
-    monkeypatch.setattr(ppo, "make_reward", lambda spec: _length_reward)
+    monkeypatch.setattr("rlhfkit.rl.loop.make_reward", lambda spec: _length_reward)
     opts = ("--ppo.share_value_backbone", "--lora.r=4", "--ppo.save_every=2")
     ref = _ppo(ppo, lm_dir, tiny_data["prompts"], tmp_path / "ref", *opts, "--ppo.steps=4")
     _ppo(ppo, lm_dir, tiny_data["prompts"], tmp_path / "run", *opts, "--ppo.steps=2")

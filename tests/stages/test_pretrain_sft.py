@@ -173,7 +173,7 @@ def test_pretrain_kill_and_resume_matches_uninterrupted(pretrained, data_paths, 
 
 def test_sft_loss_only_on_assistant_tokens(lm, tokenizer):
     from rlhfkit.data.chat import render_chat
-    from rlhfkit.stages._lm import lm_step
+    from rlhfkit.lm import lm_step
 
     convs = [[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 3 plus 4?"},
               {"role": "assistant", "content": "7."}, {"role": "user", "content": "And 5 plus 5?"},
@@ -213,7 +213,7 @@ def test_sft_loss_only_on_assistant_tokens(lm, tokenizer):
 def test_sft_improves_held_out_loss(pretrained, data_paths, tmp_path):
     from rlhfkit.data.tokenizer import load_tokenizer
     from rlhfkit.model import load_causal_lm
-    from rlhfkit.stages._lm import evaluate_lm
+    from rlhfkit.lm import evaluate_lm
 
     _, pre_out = pretrained
     cfg = parse(sft.Config, ["--preset", "ci", "--model", str(pre_out / "model"), "--data.path", data_paths[1],

@@ -16,7 +16,7 @@ import torch
 from rlhfkit import losses as L
 from rlhfkit.config import parse
 from rlhfkit.stages import rloo
-from rlhfkit.stages._rl import RolloutConfig
+from rlhfkit.rl.loop import RolloutConfig
 
 
 def test_rewards_subtract_beta_times_the_sequence_kl_and_the_eos_penalty():
@@ -25,7 +25,7 @@ def test_rewards_subtract_beta_times_the_sequence_kl_and_the_eos_penalty():
     ref = torch.tensor([[-1.5, -1.0, -9.0], [-0.5, -1.0, 0.0]])  # the padded position must not count
     ro = SimpleNamespace(logp=logp * mask, ref_logp=ref * mask, response_mask=mask, score=torch.tensor([2.0, 1.0]),
                          score_std=torch.zeros(2), finished=torch.tensor([True, False]))
-    algo = rloo.RLOO(rloo.RLOOConfig(group_size=2, kl_coef=0.1))
+    algo = rloo.RLOO(rloo.RLOOConfig(group_size=2, kl_coef=0.1), RolloutConfig())
     # KL row 0: (−1+1.5) + (−2+1) = −0.5; row 1: 0 + 0.5 + (−0.5) = 0; row 1 never ended: −1
     want = [2.0 - 0.1 * -0.5, 1.0 - 1.0 - 0.1 * 0.0]
     torch.testing.assert_close(algo.rewards(ro, RolloutConfig(eos_penalty=1.0)), torch.tensor(want))
@@ -65,7 +65,7 @@ def test_later_passes_clip_the_sequence_ratio():
 
 def test_rloo_needs_two_samples_per_prompt():
     with pytest.raises(ValueError, match="group_size >= 2"):
-        rloo.RLOO(rloo.RLOOConfig(group_size=1))
+        rloo.RLOO(rloo.RLOOConfig(group_size=1), RolloutConfig())
 
 
 def test_run_is_on_policy_and_logs_the_sequence_kl(lm_dir, tiny_data, tmp_path, monkeypatch):
@@ -81,7 +81,7 @@ def test_run_is_on_policy_and_logs_the_sequence_kl(lm_dir, tiny_data, tmp_path, 
         return r, torch.zeros_like(r)
 
     monkeypatch.setattr(rloo, "rloo_loss", recording)
-    monkeypatch.setattr(rloo.grpo, "make_reward", lambda spec: length_reward)
+    monkeypatch.setattr("rlhfkit.rl.loop.make_reward", lambda spec: length_reward)
     out = tmp_path / "rloo"
     argv = ["--preset", "ci", "--model", str(lm_dir), "--rollout.prompts", tiny_data["prompts"], "--out", str(out),
             "--reward=test", "--rloo.steps=2", "--rloo.group_size=4", "--rloo.minibatch=8",

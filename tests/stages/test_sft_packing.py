@@ -11,7 +11,7 @@ import torch
 from rlhfkit.config import parse
 from rlhfkit.data.chat import render_chat
 from rlhfkit.stages import sft
-from rlhfkit.stages._lm import lm_step, segment_attention
+from rlhfkit.lm import lm_step, segment_attention
 
 
 def _examples(tokenizer, n: int = 7) -> list[tuple[list[int], list[int]]]:

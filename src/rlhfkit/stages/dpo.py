@@ -38,7 +38,7 @@ from ..model import lora
 from ..model.lora import LoraConfig
 from ..rl.engine import positions
 from ..training import BatchStream, OptimConfig, Trainer
-from ._lm import save_final
+from ..lm import save_final
 
 LOSSES = ("sigmoid", "ipo", "cdpo")
 

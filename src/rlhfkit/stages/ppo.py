@@ -33,30 +33,26 @@ R_t = −β (log π − log π_ref) with the score added at the last token (Zieg
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .. import checkpoint
-from ..common import StageError, prepare_out, progress, say, seed_everything, set_threads, world, write_json
+from ..common import StageError, say, world
 from ..config import group, opt
 from ..losses import masked_mean, masked_whiten, ppo_clip, value_clip
 from ..model.lora import LoraConfig
 from ..model.offload import compute_device, on_device, place
 from ..model.scalar import ScalarModel
+from ..rl import loop
 from ..rl.advantages import gae, ppo_token_rewards
 from ..rl.distributed import ddp, distributed, gather_rollout, mean_over_ranks, shard
 from ..rl.engine import entropy_from_logits, forward_logprobs, positions
 from ..rl.kl_control import kl_controller
-from ..rl.rewards import make_reward
-from ..rl.rollout import Rollout, collect
-from ..training import BatchStream
-from ._lm import save_final
-from ._rl import (MonitorConfig, RLTracker, RolloutConfig, UpdateConfig, UpdateGuard, batch_iter,
-                  load_policy_and_ref, load_prompts, resume, sampling_params, save_checkpoint, seq_kl, shaped_score)
-from ._rl import fmt as _fmt
+from ..rl.loop import MonitorConfig, RolloutConfig, UpdateConfig, UpdateGuard, batch_iter, seq_kl, shaped_score
+from ..rl.rollout import Rollout
+from ..lm import save_final
 
 
 @dataclass
@@ -137,62 +133,65 @@ def load_value_model(cfg: Config, policy) -> ScalarModel:
     return ScalarModel.from_causal_lm(copy.deepcopy(policy))
 
 
+class PPO:
+    """PPO as an rl.loop algorithm: a critic, per-token KL-penalised rewards, GAE, clipped updates."""
+
+    group_size = 1
+
+    def __init__(self, cfg: Config):
+        self.cfg, self.p = cfg, cfg.ppo
+        self.steps, self.save_every = self.p.steps, self.p.save_every
+
+    def setup(self, policy, ref, reward) -> checkpoint.Bundle:
+        p, cfg = self.p, self.cfg
+        if p.share_value_backbone and distributed():
+            raise StageError("--ppo.share_value_backbone runs in one process only; use --lora.r to save memory instead")
+        self.value = ScalarModel.sharing(policy) if p.share_value_backbone else load_value_model(cfg, policy)
+        if p.share_value_backbone and cfg.value_init:
+            say("ppo: --value_init is ignored: a shared value head starts fresh on the policy's trunk")
+        # Models used only to score rollouts (a LoRA reference is the policy itself, so it is not among them).
+        self.frozen = [m for m in (ref, *getattr(reward, "members", [])) if isinstance(m, torch.nn.Module)]
+        self.device = compute_device()
+        if p.offload and self.device.type == "cpu":
+            say("ppo: --ppo.offload has no effect here: there is no GPU, every model is already on the CPU")
+        place([policy, self.value], self.device)
+        place(self.frozen, "cpu" if p.offload else self.device)
+        self.pol_opt, self.val_opt = optimizers(policy, self.value, p)
+        # what updates run through (DDP-wrapped under several processes)
+        self.trainees = (policy, self.value) if p.share_value_backbone else (ddp(policy), ddp(self.value))
+        self.kl_ctl = kl_controller(p.kl_coef, p.kl_target or None, p.kl_horizon)
+        return checkpoint.Bundle(policy_opt=self.pol_opt, value_opt=self.val_opt,
+                                 value=self.value.head if p.share_value_backbone else self.value)
+
+    def describe(self) -> str:
+        return f"β={self.p.kl_coef}{' adaptive to ' + str(self.p.kl_target) if self.p.kl_target else ''}"
+
+    def scoring(self):
+        return on_device(self.frozen, self.device)  # with --ppo.offload they visit the GPU only for this
+
+    def experience(self, ro: Rollout, pad_id: int):
+        ro, old_values = gather_rollout(ro, rollout_values(self.value, ro), pad_id)  # every rank's
+        adv, returns, kl_tok = advantages(ro, old_values, self.kl_ctl.value, self.cfg)
+        return ro, (adv, returns, old_values, kl_tok)
+
+    def update(self, ro: Rollout, exp, gen, guard: UpdateGuard) -> dict:
+        adv, returns, old_values, kl_tok = exp
+        metrics = update(*self.trainees, self.pol_opt, self.val_opt, ro, adv, returns, old_values, self.cfg, gen,
+                         guard)
+        metrics.update(kl_coef=self.kl_ctl.value, kl_per_token=float(masked_mean(kl_tok, ro.response_mask)))
+        self.kl_ctl.update(seq_kl(ro), len(ro.prompts))
+        return metrics
+
+    def extra_state(self) -> dict:
+        return {"kl_coef": self.kl_ctl.value}
+
+    def load_extra_state(self, extra: dict) -> None:
+        self.kl_ctl.value = extra.get("kl_coef", self.kl_ctl.value)
+
+
 def run(cfg: Config) -> Path:
-    set_threads()
-    seed_everything(cfg.seed)
-    out = prepare_out(cfg.out, cfg)
-    t0 = time.time()
-    prompts = load_prompts(cfg.rollout, cfg.seed, out)
-    p = cfg.ppo
-    if p.share_value_backbone and distributed():
-        raise StageError("--ppo.share_value_backbone runs in one process only; use --lora.r to save memory instead")
-    tokenizer, policy, ref = load_policy_and_ref(cfg.model, cfg.lora)
-    value = ScalarModel.sharing(policy) if p.share_value_backbone else load_value_model(cfg, policy)
-    if p.share_value_backbone and cfg.value_init:
-        say("ppo: --value_init is ignored: a shared value head starts fresh on the policy's trunk")
-    reward = make_reward(cfg.reward)
-    # Models used only to score rollouts (a LoRA reference is the policy itself, so it is not among them).
-    frozen = [m for m in (ref, *getattr(reward, "members", [])) if isinstance(m, torch.nn.Module)]
-    device = compute_device()
-    if p.offload and device.type == "cpu":
-        say("ppo: --ppo.offload has no effect here: there is no GPU, every model is already on the CPU")
-    place([policy, value], device)
-    place(frozen, "cpu" if p.offload else device)
-    pol_opt, val_opt = optimizers(policy, value, p)
-    trainees = (policy, value) if p.share_value_backbone else (ddp(policy), ddp(value))  # what updates run through
-    kl_ctl = kl_controller(p.kl_coef, p.kl_target or None, p.kl_horizon)
-    tracker = RLTracker(out, cfg.monitor, "ppo")
-    guard = UpdateGuard(cfg.optim, "ppo", out)
-    stream = BatchStream(prompts, cfg.rollout.batch_prompts, cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    params = sampling_params(cfg.rollout)
-    state = checkpoint.Bundle(policy_opt=pol_opt, value_opt=val_opt,
-                              value=value.head if p.share_value_backbone else value)
-    done, extra = resume(out, policy, state, stream, gen, tracker) if cfg.resume else (0, {})
-    kl_ctl.value = extra.get("kl_coef", kl_ctl.value)
-    say(f"ppo: {len(prompts)} prompts, reward={cfg.reward}, β={p.kl_coef}"
-        f"{' adaptive to ' + str(p.kl_target) if p.kl_target else ''}")
-    for step in progress(range(done + 1, p.steps + 1), desc="ppo"):
-        with on_device(frozen, device):  # with --ppo.offload they visit the GPU only for this
-            ro = collect(policy, ref, tokenizer, stream.next(), params, reward, gen, cfg.rollout.temperature)
-        ro, old_values = gather_rollout(ro, rollout_values(value, ro), tokenizer.pad_token_id)  # every rank's
-        adv, returns, kl_tok = advantages(ro, old_values, kl_ctl.value, cfg)
-        metrics = update(*trainees, pol_opt, val_opt, ro, adv, returns, old_values, cfg, gen, guard)
-        kl = seq_kl(ro)
-        metrics.update(kl_coef=kl_ctl.value, kl_per_token=float(masked_mean(kl_tok, ro.response_mask)))
-        kl_ctl.update(kl, len(ro.prompts))
-        if tracker.step(step, ro, kl, metrics, policy):
-            say(f"ppo: stopping at step {step} on the overoptimisation alarm")
-            break
-        if p.save_every and step % p.save_every == 0:
-            save_checkpoint(out, step, policy, tokenizer, state, stream, gen, tracker, kl_coef=kl_ctl.value)
-    tracker.finalize(policy)
+    out, policy, tokenizer = loop.train(cfg, PPO(cfg), "ppo")
     save_final(policy, tokenizer, out)
-    summary = {**tracker.summary(), "skipped_updates": guard.skipped, "wall_s": round(time.time() - t0, 1)}
-    write_json(out / "summary.json", summary)
-    say(f"ppo: proxy {_fmt(summary['start']['proxy_reward'])} -> {_fmt(summary['end']['proxy_reward'])}, "
-        f"gold {_fmt(summary['start']['gold_reward'])} -> {_fmt(summary['end']['gold_reward'])}, "
-        f"KL {_fmt(summary['end']['kl'])}, {summary['wall_s']}s")
     return out / "model"
 
 

@@ -25,7 +25,7 @@ from ..common import StageError, prepare_out, say, seed_everything, set_threads,
 from ..config import group, opt
 from ..model.causal_lm import ModelConfig, build_causal_lm, count_params, load_causal_lm
 from ..training import BatchStream, OptimConfig, Trainer
-from ._lm import evaluate_lm, lm_step, save_final
+from ..lm import evaluate_lm, lm_step, save_final
 
 
 @dataclass

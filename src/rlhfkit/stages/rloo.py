@@ -6,7 +6,7 @@ prompt (Kool et al. 2019; Ahmadian et al. 2024, "Back to Basics").
 Per prompt, k responses; each response's reward is the reward model's score minus β·KL(sequence), the sum
 over its tokens of log π − log π_ref (k1, as the paper and TRL's RLOOTrainer); its advantage is that reward
 minus the mean of the other k − 1. The loss treats the whole response as one action (losses.rloo_loss):
-−A · log π(y|x) on the first pass over a batch. Same loop as GRPO (stages/grpo.py `loop`).
+−A · log π(y|x) on the first pass over a batch. The loop is rl/loop.py's, the epochs rl/group.py's.
 """
 
 from __future__ import annotations
@@ -19,10 +19,13 @@ import torch
 from ..config import group, opt
 from ..losses import rloo_loss
 from ..model.lora import LoraConfig
+from ..rl import loop
 from ..rl.advantages import group_advantages
+from ..rl.group import GroupAlgorithm
+from ..rl.loop import MonitorConfig, RolloutConfig, UpdateConfig, shaped_score
 from ..rl.rollout import Rollout
 from . import grpo
-from ._rl import MonitorConfig, RolloutConfig, UpdateConfig, shaped_score
+from ..lm import save_final
 
 
 @dataclass
@@ -57,12 +60,11 @@ class Config:
 PRESETS = {name: {"rollout": p["rollout"], "rloo": p["grpo"]} for name, p in grpo.PRESETS.items()}
 
 
-class RLOO:
-    """RLOO's advantages and loss for grpo.loop."""
+class RLOO(GroupAlgorithm):
+    """RLOO's rewards, advantages and loss for rl.loop (the rest is rl/group.py)."""
 
-    def __init__(self, r: RLOOConfig):
-        if r.group_size < 2:
-            raise ValueError("RLOO needs --rloo.group_size >= 2 (the baseline is the mean of the others)")
+    def __init__(self, r: RLOOConfig, rcfg: RolloutConfig):
+        super().__init__(r, rcfg)
         self.r = r
 
     def describe(self) -> str:
@@ -85,4 +87,6 @@ class RLOO:
 
 
 def run(cfg: Config) -> Path:
-    return grpo.loop(cfg, cfg.rloo, RLOO(cfg.rloo), "rloo")
+    out, policy, tokenizer = loop.train(cfg, RLOO(cfg.rloo, cfg.rollout), "rloo")
+    save_final(policy, tokenizer, out)
+    return out / "model"

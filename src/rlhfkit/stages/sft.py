@@ -30,7 +30,7 @@ from ..model import lora
 from ..model.lora import LoraConfig
 from ..model.causal_lm import context_length, load_causal_lm
 from ..training import BatchStream, OptimConfig, Trainer
-from ._lm import evaluate_lm, lm_step, save_final
+from ..lm import evaluate_lm, lm_step, save_final
 
 
 @dataclass

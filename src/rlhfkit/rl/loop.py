@@ -1,22 +1,41 @@
-"""What the RL stages (PPO, GRPO, RLOO) share: rollout/monitor config groups, prompt loading, the
-policy + frozen reference, per-step monitoring, keeping the best-by-gold policy, and resumable
-checkpoints (`save_checkpoint` / `resume`)."""
+"""The RL loop every policy-optimisation stage runs (PPO, GRPO, Dr. GRPO, RLOO):
+
+    for each step:  rollout (sample + score)  →  the algorithm's experience (advantages)  →  its update
+                    →  monitor (metrics.jsonl, hacking alarms)  →  checkpoint every N steps
+
+`train(cfg, algo, stage)` owns everything but the algorithm: prompts, policy and frozen reference, reward,
+sampling, the hacking monitor, numerical safety of the updates (`UpdateGuard`) and resumable checkpoints.
+An algorithm is a small object (stages/ppo.py `PPO`, stages/grpo.py `GRPO`, stages/rloo.py `RLOO`) with:
+
+    steps, save_every, group_size          how long, how often to checkpoint, responses per prompt
+    setup(policy, ref, reward) -> Bundle   optimizers and extra models; the Bundle is what a checkpoint holds
+    describe() -> str                      one line for the log
+    scoring()                              context around a rollout (PPO's --ppo.offload), or nullcontext
+    experience(ro, pad_id) -> (ro, exp)    gather across processes, then advantages (and values) for update
+    update(ro, exp, gen, guard) -> dict    the optimisation epochs; returns metrics for the step
+    extra_state() / load_extra_state(d)    what else a resume needs (PPO's adaptive β)
+
+The config `cfg` has the groups below (`rollout`, `monitor`, `optim`) and out, seed, model, reward, lora,
+resume. Shared config groups, the reward shaping (`shaped_score`) and the minibatch helpers live here too.
+"""
 
 from __future__ import annotations
 
-import copy
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .. import checkpoint
-from ..common import MetricsLogger, StageError, is_main_process, main_process_first, say
+from ..common import StageError, is_main_process, main_process_first, prepare_out, progress, say, seed_everything
+from ..common import set_threads, write_json
 from ..config import opt
-from ..rl.engine import SamplingParams
-from ..rl.monitors import ADVICE, OveroptimizationMonitor, cross_prompt_repeats
-from ..rl.rollout import Rollout
 from ..training import BatchStream, resume_from
+from .engine import SamplingParams
+from .rewards import make_reward
+from .rollout import Rollout, collect
+from .tracker import RLTracker, fmt
 
 
 @dataclass
@@ -149,79 +168,6 @@ def sampling_params(rcfg: RolloutConfig) -> SamplingParams:
     return SamplingParams(max_new_tokens=rcfg.max_new_tokens, temperature=rcfg.temperature)
 
 
-class RLTracker:
-    """Per-step metrics, the overoptimisation monitor, and the best-by-gold policy."""
-
-    def __init__(self, out: Path, mcfg: MonitorConfig, stage: str):
-        self.logger = MetricsLogger(out, stage=stage)
-        self.mcfg = mcfg
-        self.monitor = OveroptimizationMonitor(mcfg.window, mcfg.kl_budget, mcfg.length_drift, mcfg.repeat_drift)
-        self.best_gold, self.best_step, self.best_state = None, None, None
-        self.history: list[dict] = []
-        self.announced: set[str] = set()
-
-    def step(self, step: int, ro: Rollout, kl_seq: float, metrics: dict, policy) -> bool:
-        """Log one RL step; returns True when training should stop."""
-        gold = float(ro.gold.mean()) if ro.gold is not None else None
-        row = {"proxy_reward": float(ro.score.mean()), "gold_reward": gold, "kl": kl_seq,
-               "response_length": float(ro.lengths.mean()), "finish_rate": float(ro.finished.float().mean()),
-               "ensemble_std": float(ro.score_std.mean()),
-               "repeated_answers": cross_prompt_repeats(ro.prompts, ro.responses), **metrics}
-        alarm = self.monitor.update(step, row["proxy_reward"], gold, kl_seq, row["response_length"],
-                                    row["repeated_answers"])
-        row["alarm"] = alarm
-        self.history.append(self.logger.log(step, **row))
-        if gold is not None and self.mcfg.keep_best and (self.best_gold is None or gold > self.best_gold):
-            self.best_gold, self.best_step = gold, step
-            self.best_state = copy.deepcopy(policy.state_dict())
-        if alarm:
-            self._announce(step, alarm)
-        return bool(alarm) and self.mcfg.on_alarm == "stop"
-
-    def _announce(self, step: int, alarm: str) -> None:
-        """Each kind of alarm is printed once, with what to do; every firing is in metrics.jsonl ("alarm")."""
-        kind = self.monitor.alarms[-1]["kind"]
-        if kind in self.announced:
-            return
-        self.announced.add(kind)
-        say(f"step {step}: ALARM {alarm}. What to do: {ADVICE[kind]}. Later '{kind}' alarms are recorded in "
-            f"metrics.jsonl and summary.json, not printed.")
-
-    def state(self) -> dict:
-        """Everything a resumed run needs to log, alarm and keep the best policy as an uninterrupted one."""
-        return {"history": self.history, "monitor": dict(vars(self.monitor)), "best_gold": self.best_gold,
-                "best_step": self.best_step, "best_state": self.best_state}
-
-    def load(self, state: dict) -> None:
-        self.history, self.best_gold, self.best_step = state["history"], state["best_gold"], state["best_step"]
-        self.best_state = state["best_state"]
-        vars(self.monitor).update(state["monitor"])
-        self.announced = {a.get("kind") for a in self.monitor.alarms}  # printed before the restart
-
-    def summary(self, last: int = 5) -> dict:
-        tail = self.history[-last:] or [{}]
-
-        def mean(key):
-            vals = [r[key] for r in tail if r.get(key) is not None]
-            return sum(vals) / len(vals) if vals else None
-
-        first = self.history[0] if self.history else {}
-        kinds = [a.get("kind") for a in self.monitor.alarms]
-        return {"steps": len(self.history), "alarms": self.monitor.alarms,
-                "alarm_counts": {k: kinds.count(k) for k in dict.fromkeys(kinds)},
-                "start": {k: first.get(k) for k in ("proxy_reward", "gold_reward", "kl", "response_length")},
-                "end": {k: mean(k) for k in ("proxy_reward", "gold_reward", "kl", "response_length", "entropy")},
-                "best_gold": self.best_gold, "best_step": self.best_step}
-
-    def finalize(self, policy) -> None:
-        """Load the best-by-gold weights when asked (keep_best on alarm, or always with on_alarm=keep_best)."""
-        use_best = self.mcfg.keep_best and self.best_state is not None and (
-            self.mcfg.on_alarm == "keep_best" or self.monitor.alarms)
-        if use_best:
-            say(f"keeping the best-by-gold policy from step {self.best_step} (gold {self.best_gold:.3f})")
-            policy.load_state_dict(self.best_state)
-
-
 def save_checkpoint(out: Path, step: int, policy, tokenizer, state: checkpoint.Bundle, stream: BatchStream,
                     gen: torch.Generator, tracker: RLTracker, **extra) -> None:
     """OUT/ckpt after `step`: the policy (adapters only under LoRA), `state` (optimizers, value model), the
@@ -244,11 +190,6 @@ def resume(out: Path, policy, state: checkpoint.Bundle, stream: BatchStream, gen
     return saved["step"], saved["extra"]
 
 
-def fmt(x) -> str:
-    """A summary figure for the log: None (not measured, or NaN: metrics.jsonl writes NaN as null) is n/a."""
-    return "n/a" if x is None else f"{x:.3f}"
-
-
 def seq_kl(ro: Rollout) -> float:
     """Mean over sequences of sum_t (log π − log π_ref): the k1 estimate of KL(π‖π_ref) in nats."""
     return float(((ro.logp - ro.ref_logp) * ro.response_mask).sum(-1).mean())
@@ -258,3 +199,42 @@ def batch_iter(n: int, size: int, gen: torch.Generator):
     perm = torch.randperm(n, generator=gen)
     for i in range(0, n, size):
         yield perm[i:i + size]
+
+
+def train(cfg, algo, stage: str):
+    """Run `algo` for algo.steps RL steps (from the last checkpoint with cfg.resume). Returns (out folder, the
+    trained policy, its tokenizer); the stage saves the policy (lm.py save_final)."""
+    set_threads()
+    seed_everything(cfg.seed)
+    out = prepare_out(cfg.out, cfg)
+    t0 = time.time()
+    prompts = load_prompts(cfg.rollout, cfg.seed, out)
+    tokenizer, policy, ref = load_policy_and_ref(cfg.model, cfg.lora)
+    reward = make_reward(cfg.reward)
+    state = algo.setup(policy, ref, reward)
+    tracker = RLTracker(out, cfg.monitor, stage)
+    guard = UpdateGuard(cfg.optim, stage, out)
+    stream = BatchStream(prompts, cfg.rollout.batch_prompts, cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    params = sampling_params(cfg.rollout)
+    done, extra = resume(out, policy, state, stream, gen, tracker) if cfg.resume else (0, {})
+    algo.load_extra_state(extra)
+    say(f"{stage}: {len(prompts)} prompts x {algo.group_size} samples, reward={cfg.reward}, {algo.describe()}")
+    for step in progress(range(done + 1, algo.steps + 1), desc=stage):
+        batch = [p for p in stream.next() for _ in range(algo.group_size)]
+        with algo.scoring():
+            ro = collect(policy, ref, tokenizer, batch, params, reward, gen, cfg.rollout.temperature)
+        ro, exp = algo.experience(ro, tokenizer.pad_token_id)
+        metrics = algo.update(ro, exp, gen, guard)
+        if tracker.step(step, ro, seq_kl(ro), metrics, policy):
+            say(f"{stage}: stopping at step {step} on the overoptimisation alarm")
+            break
+        if algo.save_every and step % algo.save_every == 0:
+            save_checkpoint(out, step, policy, tokenizer, state, stream, gen, tracker, **algo.extra_state())
+    tracker.finalize(policy)
+    summary = {**tracker.summary(), "skipped_updates": guard.skipped, "wall_s": round(time.time() - t0, 1)}
+    write_json(out / "summary.json", summary)
+    start, end = summary["start"], summary["end"]
+    say(f"{stage}: proxy {fmt(start['proxy_reward'])} -> {fmt(end['proxy_reward'])}, gold {fmt(start['gold_reward'])} "
+        f"-> {fmt(end['gold_reward'])}, KL {fmt(end['kl'])}, {summary['wall_s']}s")
+    return out, policy, tokenizer

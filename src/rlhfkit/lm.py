@@ -1,4 +1,5 @@
-"""Language-model loss steps shared by pretraining and SFT."""
+"""Language-model steps shared by pretraining and SFT (`lm_step`, packed-row attention, held-out loss), and the
+final save every training stage ends with (`save_final`)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ from pathlib import Path
 
 import torch
 
-from .. import checkpoint
-from ..common import StageError, is_main_process, wait_for_everyone
-from ..losses import lm_loss
-from ..model import lora
-from ..rl.engine import positions
+from . import checkpoint
+from .common import StageError, is_main_process, wait_for_everyone
+from .losses import lm_loss
+from .model import lora
+from .rl.engine import positions
 
 
 def lm_step(model, ids: torch.Tensor, mask: torch.Tensor | None, attention_mask: torch.Tensor | None = None,
