@@ -1,7 +1,7 @@
 """`rlhfkit <command>`: one subcommand per stage and tool.
 
-Stage modules expose `Config` (a documented dataclass), `PRESETS` ({name: overrides}) and
-`run(cfg) -> Path`; tool modules expose `main(argv) -> int`. Commands are imported lazily so
+Stage modules (the registry in stages/__init__.py) expose `Config` (a documented dataclass), `PRESETS`
+({name: overrides}) and `run(cfg) -> Path`; tool modules expose `main(argv) -> int`. Commands are imported lazily so
 `rlhfkit --help` is instant and a missing stage says so instead of pretending.
 """
 
@@ -11,20 +11,13 @@ import importlib
 import os
 import sys
 
-# command -> (module, one-line help)
+from .stages import STAGES
+
+# command -> (module, one-line help): the recipe in one command, every registered stage, then the tools
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("rlhfkit.stages.run", "the whole recipe: world -> pretrain -> SFT -> rankings -> RM -> RL -> eval -> report"),
     "world": ("rlhfkit.world.cli", "export the built-in task world's data; judge a response"),
-    "pretrain": ("rlhfkit.stages.pretrain", "stage 1: train a tokenizer and a causal LM on text"),
-    "sft": ("rlhfkit.stages.sft", "stage 2: supervised fine-tuning on demonstrations"),
-    "rankings": ("rlhfkit.stages.rankings", "candidates from SFT ranked by simulated (or human) annotators"),
-    "reward": ("rlhfkit.stages.reward", "stage 3: reward model on K-way rankings (+ ensembles)"),
-    "ppo": ("rlhfkit.stages.ppo", "stage 4: PPO with a KL penalty to the SFT model"),
-    "grpo": ("rlhfkit.stages.grpo", "stage 4 alt: GRPO (group-normalised advantages)"),
-    "rloo": ("rlhfkit.stages.rloo", "stage 4 alt: RLOO (leave-one-out baseline)"),
-    "dpo": ("rlhfkit.stages.dpo", "stage 4 alt: DPO / IPO / conservative DPO on preferences"),
-    "best-of-n": ("rlhfkit.stages.best_of_n", "stage 4 alt: best-of-n sampling against the reward model"),
-    "sample": ("rlhfkit.stages.sample", "write K sampled responses per prompt to JSONL"),
+    **STAGES,
     "eval": ("rlhfkit.evaluate.cli", "gold-judge evaluation of a model (and win rate vs another)"),
     "chat": ("rlhfkit.stages.chat", "interactive terminal chat; --compare models side by side"),
     "label": ("rlhfkit.feedback.cli", "the ranking web app and annotator quality control"),

@@ -64,26 +64,12 @@ def _run_preset(run_dir: Path) -> str:
     return yaml.safe_load((run_dir / "config.yaml").read_text()).get("preset", "tiny")
 
 
-def stage(name: str, preset: str, seed: int, **wiring) -> Path:
-    """Run one stage with its preset plus `wiring` overrides; returns its deliverable."""
-    import importlib
+def stage(name: str, preset: str, seed: int, wiring: dict) -> Path:
+    """Run one stage with its preset plus `wiring` (dotted overrides, as on the command line); returns its
+    deliverable."""
+    from . import configure, module
 
-    module = importlib.import_module(f"rlhfkit.stages.{name.replace('-', '_')}")
-    cfg = module.Config()
-    config_mod.apply(cfg, module.PRESETS.get(preset, {}))
-    config_mod.apply(cfg, {"seed": seed, **_nest(wiring)})
-    return Path(module.run(cfg))
-
-
-def _nest(flat: dict) -> dict:
-    out: dict = {}
-    for key, value in flat.items():
-        *parents, last = key.split("__")
-        d = out
-        for p in parents:
-            d = d.setdefault(p, {})
-        d[last] = str(value) if isinstance(value, Path) else value
-    return out
+    return Path(module(name).run(configure(name, preset, {"seed": seed, **wiring})))
 
 
 def _eval(run_dir: Path, policy: Path, vs: Path | None, seed: int) -> dict:
@@ -110,10 +96,11 @@ def sft_ablation(run_dir: Path, preset: str, seed: int, flags: dict) -> dict:
     for start in ("base", "sft"):
         model = run_dir / ("pretrain" if start == "base" else "sft") / "model"
         d = exp / start
-        stage("rankings", preset, seed, out=d / "rankings", model=model, prompts=world / "rm_prompts.jsonl")
-        stage("reward", preset, seed, out=d / "reward", model=model, data__path=d / "rankings" / "rankings.jsonl")
-        pol = stage("ppo", preset, seed, out=d / "ppo", model=model, reward=d / "reward",
-                    rollout__prompts=world / "rl_prompts.jsonl")
+        stage("rankings", preset, seed, {"out": d / "rankings", "model": model, "prompts": world / "rm_prompts.jsonl"})
+        stage("reward", preset, seed, {"out": d / "reward", "model": model,
+                                       "data.path": d / "rankings" / "rankings.jsonl"})
+        pol = stage("ppo", preset, seed, {"out": d / "ppo", "model": model, "reward": d / "reward",
+                                          "rollout.prompts": world / "rl_prompts.jsonl"})
         cands = json.loads((d / "rankings" / "summary.json").read_text())
         out[start] = {"reward_model": _rm_eval(d / "reward"), "candidates": cands.get("identical_pairs"),
                       "policy": _eval(run_dir, pol, run_dir / "sft" / "model", seed)}
@@ -133,12 +120,13 @@ def bad_labelers(run_dir: Path, preset: str, seed: int, flags: dict) -> dict:
         for qc in (False, True):
             # Same seed: the same candidates and labels; only the quality-control weights differ.
             d = d0 / ("qc" if qc else "no_qc")
-            stage("rankings", preset, seed, out=d / "rankings", model=sft, prompts=world / "rm_prompts.jsonl",
-                  pool=pool, quality_weights=qc)
-            stage("reward", preset, seed, out=d / "reward", model=sft, data__path=d / "rankings" / "rankings.jsonl")
-            wiring = ({"rollout__prompts": world / "rl_prompts.jsonl"} if algo == "ppo"
+            stage("rankings", preset, seed, {"out": d / "rankings", "model": sft, "prompts": world / "rm_prompts.jsonl",
+                                             "pool": pool, "quality_weights": qc})
+            stage("reward", preset, seed, {"out": d / "reward", "model": sft,
+                                           "data.path": d / "rankings" / "rankings.jsonl"})
+            wiring = ({"rollout.prompts": world / "rl_prompts.jsonl"} if algo == "ppo"
                       else {"prompts": world / "eval_prompts.jsonl"})
-            pol = stage(algo, preset, seed, out=d / algo, model=sft, reward=d / "reward", **wiring)
+            pol = stage(algo, preset, seed, {"out": d / algo, "model": sft, "reward": d / "reward", **wiring})
             ev = _eval(run_dir, pol, sft, seed)
             rows.append({"adversarial": frac, "quality_weights": qc, "reward_model": _rm_eval(d / "reward"),
                          "harmful_compliance": None if ev["refusal_rate_harmful"] is None
@@ -164,8 +152,8 @@ def overoptimization(run_dir: Path, preset: str, seed: int, flags: dict) -> dict
     coefs = [float(x) for x in flags.get("kl-coefs", flags.get("kl_coefs", "0.2,0.05,0.01")).split(",")]
     exp, world = run_dir / "experiments" / "overoptimization", run_dir / "world"
     sft, rm = run_dir / "sft" / "model", run_dir / "reward"
-    bon_dir = stage("best-of-n", preset, seed, out=exp / "best-of-n", model=sft, reward=rm, ns=ns, n=max(ns),
-                    prompts=world / "eval_prompts.jsonl")
+    bon_dir = stage("best-of-n", preset, seed, {"out": exp / "best-of-n", "model": sft, "reward": rm, "ns": ns,
+                                                "n": max(ns), "prompts": world / "eval_prompts.jsonl"})
     bon = [json.loads(line) for line in (Path(bon_dir) / "metrics.jsonl").read_text().splitlines()]
     result = {"best_of_n": bon, "ppo": {}}
     d = np.sqrt([r.get("kl_analytic") or 0.0 for r in bon])
@@ -175,8 +163,8 @@ def overoptimization(run_dir: Path, preset: str, seed: int, flags: dict) -> dict
             result[f"best_of_n_fit_{key}"] = fit_gao(d, vals - vals[0], "bon")
     for coef in coefs:
         out = exp / f"ppo_kl{coef}"
-        stage("ppo", preset, seed, out=out, model=sft, reward=rm, rollout__prompts=world / "rl_prompts.jsonl",
-              ppo__kl_coef=coef)
+        stage("ppo", preset, seed, {"out": out, "model": sft, "reward": rm, "rollout.prompts": world / "rl_prompts.jsonl",
+                                    "ppo.kl_coef": coef})
         rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
         curve = [{k: r.get(k) for k in ("step", "kl", "proxy_reward", "gold_reward")} for r in rows]
         dk = np.sqrt(np.clip([r["kl"] or 0 for r in curve], 0, None))

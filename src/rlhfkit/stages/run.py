@@ -126,20 +126,13 @@ def policy_overrides(cfg: Config, sft: Path, rm: Path, world) -> dict:
     return {"model": str(sft), "reward": reward_dir, "rollout": {"prompts": str(world["rl"])}}
 
 
-def _module(name: str):
-    import importlib
-
-    return importlib.import_module(f"rlhfkit.stages.{name.replace('-', '_')}")
-
-
 def sub_stage(name: str, cfg: Config, run_dir: Path, force: bool, wiring: dict) -> Path:
     """Build the stage's config (preset < run-level overrides < wiring), reuse or run it."""
-    module = _module(name)
+    from . import configure, module
+
     key = {"rankings": "rankings_stage"}.get(name, name)
     user = getattr(cfg, key) if key in ("pretrain", "sft", "rankings_stage", "reward") else cfg.policy
-    sc = module.Config()
-    config_mod.apply(sc, getattr(module, "PRESETS", {}).get(cfg.preset, {}))
-    config_mod.apply(sc, user)
+    sc = configure(name, cfg.preset, user)
     config_mod.apply(sc, {"out": str(run_dir / name), "seed": cfg.seed, **wiring})
     out = Path(sc.out)
     if not force and same_config(out, sc):
@@ -148,7 +141,7 @@ def sub_stage(name: str, cfg: Config, run_dir: Path, force: bool, wiring: dict) 
             return _deliverable(out)
         if hasattr(sc, "resume"):  # an earlier attempt was killed: continue from its checkpoint, if any
             sc.resume = True
-    return Path(module.run(sc))
+    return Path(module(name).run(sc))
 
 
 def same_config(out: Path, sc) -> bool:
