@@ -6,11 +6,13 @@ and `describe()` (stages/grpo.py GRPO, stages/rloo.py RLOO)."""
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import torch
 
 from .. import checkpoint
 from ..common import world
+from ..config import opt
 from ..losses import masked_mean
 from .distributed import ddp, gather_rollout, mean_over_ranks, shard
 from .engine import entropy_from_logits, forward_logprobs
@@ -18,8 +20,22 @@ from .loop import RolloutConfig, UpdateGuard, batch_iter
 from .rollout import Rollout
 
 
+@dataclass
+class GroupFields:
+    """The fields of a group method's config group (GRPO's, RLOO's), each adding its own."""
+
+    steps: int = opt(60, "rollout batches (RL steps)")
+    group_size: int = opt(8, "responses sampled per prompt (G >= 2)")
+    epochs: int = opt(1, "optimisation epochs per rollout batch (1 = on-policy)")
+    minibatch: int = opt(64, "responses per minibatch")
+    lr: float = opt(5e-5, "policy learning rate")
+    clip: float = opt(0.2, "policy ratio clip ε")
+    max_grad_norm: float = opt(1.0, "gradient clipping")
+    save_every: int = opt(10, "write a resumable checkpoint to OUT/ckpt every N steps (0 = never)")
+
+
 class GroupAlgorithm:
-    """`g` holds steps, group_size, epochs, minibatch, lr, max_grad_norm and save_every."""
+    """`g` is a GroupFields (GRPO's or RLOO's config group)."""
 
     def __init__(self, g, rcfg: RolloutConfig):
         if g.group_size < 2:  # one sample per prompt has no group to compare with: every advantage would be 0

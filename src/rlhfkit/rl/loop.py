@@ -15,8 +15,8 @@ An algorithm is a small object (stages/ppo.py `PPO`, stages/grpo.py `GRPO`, stag
     update(ro, exp, gen, guard) -> dict    the optimisation epochs; returns metrics for the step
     extra_state() / load_extra_state(d)    what else a resume needs (PPO's adaptive β)
 
-The config `cfg` has the groups below (`rollout`, `monitor`, `optim`) and out, seed, model, reward, lora,
-resume. Shared config groups, the reward shaping (`shaped_score`) and the minibatch helpers live here too.
+A stage's Config extends `RLConfig` (out, seed, model, reward and the groups `rollout`, `monitor`, `optim`,
+`lora`, resume) with its algorithm's group. Shared config groups, the reward shaping (`shaped_score`) and the minibatch helpers live here too.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ import torch
 from .. import checkpoint
 from ..common import StageError, is_main_process, main_process_first, prepare_out, progress, say, seed_everything
 from ..common import set_threads, write_json
-from ..config import opt
+from ..config import group, opt
+from ..model.lora import LoraConfig
 from ..training import BatchStream, resume_from
 from .engine import SamplingParams
 from .rewards import make_reward
@@ -76,6 +77,21 @@ class MonitorConfig:
     on_alarm: str = opt("warn", "warn (log only), stop (end training), or keep_best (continue; save the best-by-gold "
                         "policy)", choices=("warn", "stop", "keep_best"))
     keep_best: bool = opt(True, "save the policy with the best gold reward (when gold is available)")
+
+
+@dataclass
+class RLConfig:
+    """The fields every RL stage's Config has; a stage adds its algorithm's group (and redefines `out`)."""
+
+    out: str = opt("runs/default/rl", "output folder")
+    seed: int = opt(0, "random seed")
+    model: str = opt("runs/default/sft/model", "SFT model: the initial policy and the frozen reference")
+    reward: str = opt("runs/default/reward", "reward-model folder, 'gold' (the world judge), or module:function")
+    rollout: RolloutConfig = group(RolloutConfig)
+    monitor: MonitorConfig = group(MonitorConfig)
+    optim: UpdateConfig = group(UpdateConfig)
+    lora: LoraConfig = group(LoraConfig)
+    resume: bool = opt(False, "continue from OUT/ckpt if a complete checkpoint is there")
 
 
 class UpdateGuard:

@@ -18,47 +18,30 @@ import torch
 
 from ..config import group, opt
 from ..losses import grpo_loss
-from ..model.lora import LoraConfig
 from ..rl import loop
 from ..rl.advantages import group_advantages
-from ..rl.group import GroupAlgorithm
-from ..rl.loop import MonitorConfig, RolloutConfig, UpdateConfig, shaped_score
+from ..rl.group import GroupAlgorithm, GroupFields
+from ..rl.loop import RLConfig, RolloutConfig, shaped_score
 from ..rl.rollout import Rollout
 from ..lm import save_final
 
 
 @dataclass
-class GroupConfig:
+class GroupConfig(GroupFields):
     """Group-relative policy optimisation."""
 
-    steps: int = opt(60, "rollout batches (RL steps)")
-    group_size: int = opt(8, "responses sampled per prompt (G)")
     loss_type: str = opt("grpo", "grpo: advantages (r − mean)/std of the group, loss averaged per response then "
                          "over responses; bnpo: the same advantages, loss averaged over all tokens; dr_grpo: "
                          "Dr. GRPO, advantages r − mean (no std) and the token sum divided by a constant "
                          "(responses × max_new_tokens), no length normalisation", choices=("grpo", "bnpo", "dr_grpo"))
     scale_std: bool = opt(True, "divide advantages by the group std (grpo, bnpo; dr_grpo never does)")
-    epochs: int = opt(1, "optimisation epochs per rollout batch (1 = on-policy)")
-    minibatch: int = opt(64, "responses per minibatch")
-    lr: float = opt(5e-5, "policy learning rate")
-    clip: float = opt(0.2, "policy ratio clip ε")
     kl_coef: float = opt(0.04, "β of the k3 KL-to-reference loss term (0 = off)")
-    max_grad_norm: float = opt(1.0, "gradient clipping")
-    save_every: int = opt(10, "write a resumable checkpoint to OUT/ckpt every N steps (0 = never)")
 
 
 @dataclass
-class Config:
+class Config(RLConfig):
     out: str = opt("runs/default/grpo", "output folder")
-    seed: int = opt(0, "random seed")
-    model: str = opt("runs/default/sft/model", "SFT model: the initial policy and the frozen reference")
-    reward: str = opt("runs/default/reward", "reward-model folder, 'gold' (the world judge), or module:function")
-    rollout: RolloutConfig = group(RolloutConfig)
     grpo: GroupConfig = group(GroupConfig)
-    monitor: MonitorConfig = group(MonitorConfig)
-    optim: UpdateConfig = group(UpdateConfig)
-    lora: LoraConfig = group(LoraConfig)
-    resume: bool = opt(False, "continue from OUT/ckpt if a complete checkpoint is there")
 
 
 PRESETS = {

@@ -42,7 +42,6 @@ from .. import checkpoint
 from ..common import StageError, say, world
 from ..config import group, opt
 from ..losses import masked_mean, masked_whiten, ppo_clip, value_clip
-from ..model.lora import LoraConfig
 from ..model.offload import compute_device, on_device, place
 from ..model.scalar import ScalarModel
 from ..rl import loop
@@ -50,7 +49,7 @@ from ..rl.advantages import gae, ppo_token_rewards
 from ..rl.distributed import ddp, distributed, gather_rollout, mean_over_ranks, shard
 from ..rl.engine import entropy_from_logits, forward_logprobs, positions
 from ..rl.kl_control import kl_controller
-from ..rl.loop import MonitorConfig, RolloutConfig, UpdateConfig, UpdateGuard, batch_iter, seq_kl, shaped_score
+from ..rl.loop import RLConfig, UpdateGuard, batch_iter, seq_kl, shaped_score
 from ..rl.rollout import Rollout
 from ..lm import save_final
 
@@ -81,19 +80,11 @@ class PPOConfig:
 
 
 @dataclass
-class Config:
+class Config(RLConfig):
     out: str = opt("runs/default/ppo", "output folder")
-    seed: int = opt(0, "random seed")
-    model: str = opt("runs/default/sft/model", "SFT model: the initial policy and the frozen reference")
-    reward: str = opt("runs/default/reward", "reward-model folder, 'gold' (the world judge), or module:function")
     value_init: str = opt("", "initialise the value model from this reward-model folder (default: --reward "
                               "when it is a folder, else the policy)")
-    rollout: RolloutConfig = group(RolloutConfig)
     ppo: PPOConfig = group(PPOConfig)
-    monitor: MonitorConfig = group(MonitorConfig)
-    optim: UpdateConfig = group(UpdateConfig)
-    lora: LoraConfig = group(LoraConfig)
-    resume: bool = opt(False, "continue from OUT/ckpt if a complete checkpoint is there")
 
 
 PRESETS = {

@@ -18,43 +18,26 @@ import torch
 
 from ..config import group, opt
 from ..losses import rloo_loss
-from ..model.lora import LoraConfig
 from ..rl import loop
 from ..rl.advantages import group_advantages
-from ..rl.group import GroupAlgorithm
-from ..rl.loop import MonitorConfig, RolloutConfig, UpdateConfig, shaped_score
+from ..rl.group import GroupAlgorithm, GroupFields
+from ..rl.loop import RLConfig, RolloutConfig, shaped_score
 from ..rl.rollout import Rollout
 from . import grpo
 from ..lm import save_final
 
 
 @dataclass
-class RLOOConfig:
-    """REINFORCE leave-one-out."""
+class RLOOConfig(GroupFields):
+    """REINFORCE leave-one-out (epochs > 1 clip the sequence ratio at --rloo.clip)."""
 
-    steps: int = opt(60, "rollout batches (RL steps)")
-    group_size: int = opt(8, "responses sampled per prompt (k >= 2)")
     kl_coef: float = opt(0.05, "β: the reward is score − β × KL(sequence) to the reference (TRL's default β)")
-    epochs: int = opt(1, "passes over each rollout batch (1 = on-policy REINFORCE; more use the clipped ratio)")
-    minibatch: int = opt(64, "responses per minibatch")
-    lr: float = opt(5e-5, "policy learning rate")
-    clip: float = opt(0.2, "sequence ratio clip ε (active only when epochs > 1)")
-    max_grad_norm: float = opt(1.0, "gradient clipping")
-    save_every: int = opt(10, "write a resumable checkpoint to OUT/ckpt every N steps (0 = never)")
 
 
 @dataclass
-class Config:
+class Config(RLConfig):
     out: str = opt("runs/default/rloo", "output folder")
-    seed: int = opt(0, "random seed")
-    model: str = opt("runs/default/sft/model", "SFT model: the initial policy and the frozen reference")
-    reward: str = opt("runs/default/reward", "reward-model folder, 'gold' (the world judge), or module:function")
-    rollout: RolloutConfig = group(RolloutConfig)
     rloo: RLOOConfig = group(RLOOConfig)
-    monitor: MonitorConfig = group(MonitorConfig)
-    optim: UpdateConfig = group(UpdateConfig)
-    lora: LoraConfig = group(LoraConfig)
-    resume: bool = opt(False, "continue from OUT/ckpt if a complete checkpoint is there")
 
 
 PRESETS = {name: {"rollout": p["rollout"], "rloo": p["grpo"]} for name, p in grpo.PRESETS.items()}
