@@ -109,14 +109,14 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def world() -> tuple[int, int]:
+def dist_rank_size() -> tuple[int, int]:
     """(rank, number of processes) of this launch, read from torchrun's / accelerate's environment."""
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def wait_for_everyone() -> None:
     """Barrier across processes (nothing to wait for in a single process)."""
-    if world()[1] > 1:
+    if dist_rank_size()[1] > 1:
         accelerator().wait_for_everyone()
 
 
@@ -148,7 +148,7 @@ def prepare_out(out: str | Path, cfg: Any | None = None) -> Path:
     path = Path(out)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write_test{world()[0]}"  # one per rank: ranks share the folder
+        probe = path / f".write_test{dist_rank_size()[0]}"  # one per rank: ranks share the folder
         probe.write_text("ok")
         probe.unlink()
     except OSError as e:

@@ -18,7 +18,7 @@ import torch
 from accelerate.utils import send_to_device
 
 from . import checkpoint
-from .common import MetricsLogger, StageError, accelerator, is_main_process, say, wait_for_everyone, world
+from .common import MetricsLogger, StageError, accelerator, dist_rank_size, is_main_process, say, wait_for_everyone
 from .config import opt
 
 
@@ -83,7 +83,7 @@ class BatchStream:
         if not items:
             raise StageError("no training examples")
         self.items, self.batch_size, self.seed, self.shuffle = items, batch_size, seed, shuffle
-        env_rank, env_world = world()
+        env_rank, env_world = dist_rank_size()
         self.rank = env_rank if rank is None else rank
         self.world_size = env_world if world_size is None else world_size
         self.epoch, self.index = 0, 0

@@ -18,12 +18,12 @@ from dataclasses import fields, replace
 import torch
 import torch.nn.functional as F
 
-from ..common import accelerator, world
+from ..common import accelerator, dist_rank_size
 from .rollout import Rollout
 
 
 def distributed() -> bool:
-    return world()[1] > 1
+    return dist_rank_size()[1] > 1
 
 
 def row_span(n_local: int) -> tuple[int, int]:
@@ -61,7 +61,7 @@ def shard(idx: torch.Tensor, units: torch.Tensor) -> tuple[torch.Tensor, float]:
     the scale is N·u_r/Σu, so the mean over ranks of the scaled losses is the whole minibatch's mean. A rank
     left without rows (a last minibatch smaller than N) computes its first row at scale 0, because every
     rank must join each DDP backward."""
-    rank, n = world()
+    rank, n = dist_rank_size()
     if n == 1:
         return idx, 1.0
     lo, hi = len(idx) * rank // n, len(idx) * (rank + 1) // n
@@ -81,7 +81,7 @@ def mean_over_ranks(sums: dict[str, float]) -> dict[str, float]:
     keys = sorted(sums)
     acc = accelerator()
     vals = acc.reduce(torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=acc.device), "sum")
-    return {k: float(v) / world()[1] for k, v in zip(keys, vals)}
+    return {k: float(v) / dist_rank_size()[1] for k, v in zip(keys, vals)}
 
 
 def gather_rollout(ro: Rollout, values: torch.Tensor | None, pad_id: int) -> tuple[Rollout, torch.Tensor | None]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import checkpoint
-from ..common import world
+from ..common import dist_rank_size
 from ..config import opt
 from ..losses import masked_mean
 from .distributed import ddp, gather_rollout, mean_over_ranks, shard
@@ -69,7 +69,7 @@ class GroupAlgorithm:
         sums: dict[str, float] = {}
         n = 0
         for _ in range(g.epochs):
-            for idx in batch_iter(len(ro.prompts), g.minibatch * world()[1], gen):
+            for idx in batch_iter(len(ro.prompts), g.minibatch * dist_rank_size()[1], gen):
                 idx, w = shard(idx, self.units(ro, idx))  # this rank's rows; its share of what the loss averages
                 with guard.autocast():
                     logp, logits = forward_logprobs(policy, ro.sequences[idx], ro.attention_mask[idx], P,

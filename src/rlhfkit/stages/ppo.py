@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 
 from .. import checkpoint
-from ..common import StageError, say, world
+from ..common import StageError, dist_rank_size, say
 from ..config import group, opt
 from ..losses import masked_mean, masked_whiten, ppo_clip, value_clip
 from ..model.offload import compute_device, on_device, place
@@ -223,7 +223,7 @@ def update(policy, value, pol_opt, val_opt, ro: Rollout, adv, returns, old_value
     sums: dict[str, float] = {}
     n = 0
     for _ in range(p.epochs):
-        for idx in batch_iter(len(ro.prompts), p.minibatch * world()[1], gen):
+        for idx in batch_iter(len(ro.prompts), p.minibatch * dist_rank_size()[1], gen):
             idx, w = shard(idx, ro.response_mask[idx].sum(-1))  # this rank's rows; its share of the tokens
             seq, attn, mask = ro.sequences[idx], ro.attention_mask[idx], ro.response_mask[idx]
             if val_opt is None:  # shared backbone: one forward feeds both heads, one step on the joint loss
