@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from ..common import (StageError, main_process_first, progress, prepare_out, say, seed_everything, set_threads,
-                      world, write_json)
+from ..common import (StageError, dist_rank_size, main_process_first, progress, prepare_out, say, seed_everything,
+                      set_threads, write_json)
 from ..config import group, opt
 from ..model import lora
 from ..model.lora import LoraConfig
@@ -198,7 +198,7 @@ def train_loop(trainer: Trainer, stream: BatchStream, val_batches, model, tokeni
             break
     bar.close()
     model.load_state_dict(best_state)
-    epochs = trainer.step_count * ocfg.batch_size * ocfg.grad_accum * world()[1] / len(stream.items)
+    epochs = trainer.step_count * ocfg.batch_size * ocfg.grad_accum * dist_rank_size()[1] / len(stream.items)
     return {"first_val_loss": first, "best_val_loss": best, "best_step": best_step,
             "steps": trainer.step_count, "epochs": epochs, "skipped_batches": trainer.skipped,
             "val_ppl": math.exp(min(best, 50))}
