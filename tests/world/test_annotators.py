@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from rlhfkit.world import AnnotatorPool, gold_ranking, pairwise_agreement
-from rlhfkit.world.annotators import Annotator, positions
+from rlhfkit.world.annotators import CrowdAnnotator, positions
 from rlhfkit.world.demonstrators import candidates
 from rlhfkit.world.splits import build_splits
 from rlhfkit.world.tasks import parse_prompt
@@ -28,10 +28,10 @@ def gold(items):
     return [gold_ranking(p, rs) for p, rs in items]
 
 
-def _solo(profile: str, temperature: float | None = None, seed: int = 0) -> tuple[AnnotatorPool, Annotator]:
+def _solo(profile: str, temperature: float | None = None, seed: int = 0) -> tuple[AnnotatorPool, CrowdAnnotator]:
     from rlhfkit.world.annotators import PROFILES
 
-    who = Annotator(f"x-{profile}", profile, temperature or PROFILES[profile].temperature)
+    who = CrowdAnnotator(f"x-{profile}", profile, temperature or PROFILES[profile].temperature)
     return AnnotatorPool([who], seed=seed), who
 
 

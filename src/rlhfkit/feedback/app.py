@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from rlhfkit.feedback.export import export_records
 from rlhfkit.feedback.limits import DEFAULT_RATE, RateLimiter
 from rlhfkit.feedback.quality import assess
-from rlhfkit.feedback.store import Annotator, Store, StoreError
+from rlhfkit.feedback.store import LabelerAccount, Store, StoreError
 
 STATIC = Path(__file__).parent / "static"
 # /docs and /redoc load Swagger/ReDoc assets from a CDN with inline script, so they get no CSP.
@@ -155,7 +155,7 @@ def create_app(db: Store | str | Path, redundancy: int = 3, lease_s: float = 180
                   description="Rank K responses per prompt; admins manage annotators, quality and export.")
     bearer = HTTPBearer(auto_error=False)
 
-    def user(request: Request, creds: Optional[HTTPAuthorizationCredentials] = Depends(bearer)) -> Annotator:
+    def user(request: Request, creds: Optional[HTTPAuthorizationCredentials] = Depends(bearer)) -> LabelerAccount:
         """The signed-in caller. Every request first spends from a rate-limit bucket: the annotator's,
         or the client address's when the token is missing or wrong (so forged tokens share one)."""
         who = creds and store.authenticate(creds.credentials)
@@ -167,7 +167,7 @@ def create_app(db: Store | str | Path, redundancy: int = 3, lease_s: float = 180
             raise HTTPException(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
         return who
 
-    def admin(who: Annotator = Depends(user)) -> Annotator:
+    def admin(who: LabelerAccount = Depends(user)) -> LabelerAccount:
         if not who.is_admin:
             raise HTTPException(403, "this route needs an admin token")
         return who
@@ -231,20 +231,20 @@ def annotator_routes(store: Store, user: Callable, limiter: RateLimiter, redunda
         return LoginOut(name=who.name, is_admin=who.is_admin)
 
     @r.get("/api/next", response_model=NextOut)
-    def next_item(who: Annotator = Depends(user)) -> NextOut:
+    def next_item(who: LabelerAccount = Depends(user)) -> NextOut:
         """The caller's unfinished item, else a new one (responses shuffled per assignment)."""
         a = store.next_assignment(who.id, redundancy, lease_s=lease_s)
         item = a and Item(assignment_id=a.id, prompt=a.prompt, family=a.family, responses=a.responses)
         return NextOut(item=item, progress=store.progress(redundancy, who.id))
 
     @r.post("/api/rankings", response_model=RankingOut)
-    def submit(body: RankingIn, who: Annotator = Depends(user)) -> RankingOut:
+    def submit(body: RankingIn, who: LabelerAccount = Depends(user)) -> RankingOut:
         """Submit a ranking of the caller's assignment; rejected (4xx, nothing stored) unless valid."""
         rid = store.submit_ranking(who.id, body.assignment_id, body.ranking, body.time_ms, body.flags)
         return RankingOut(ranking_id=rid, progress=store.progress(redundancy, who.id))
 
     @r.get("/api/progress")
-    def progress(who: Annotator = Depends(user)) -> dict[str, int]:
+    def progress(who: LabelerAccount = Depends(user)) -> dict[str, int]:
         return store.progress(redundancy, who.id)
 
     return r
@@ -255,31 +255,31 @@ def admin_routes(store: Store, admin: Callable, redundancy: int) -> APIRouter:
     r = APIRouter(tags=["admin"], responses=RATE_LIMITED)
 
     @r.post("/api/admin/annotators", response_model=NewAnnotatorOut, status_code=201)
-    def new_annotator(body: NewAnnotatorIn, _: Annotator = Depends(admin)) -> NewAnnotatorOut:
+    def new_annotator(body: NewAnnotatorIn, _: LabelerAccount = Depends(admin)) -> NewAnnotatorOut:
         aid, token = store.create_annotator(body.name, body.is_admin)
         return NewAnnotatorOut(id=aid, name=body.name.strip(), token=token)
 
     @r.get("/api/admin/annotators")
-    def list_annotators(_: Annotator = Depends(admin)) -> list[dict[str, Any]]:
+    def list_annotators(_: LabelerAccount = Depends(admin)) -> list[dict[str, Any]]:
         return store.annotators()
 
     @r.get("/api/admin/progress")
-    def admin_progress(_: Annotator = Depends(admin)) -> dict[str, Any]:
+    def admin_progress(_: LabelerAccount = Depends(admin)) -> dict[str, Any]:
         return {**store.progress(redundancy), "annotators": store.annotators()}
 
     @r.get("/api/admin/items")
     def items(offset: int = Query(0, ge=0, le=SQLITE_MAX_INT), limit: int = Query(50, ge=1, le=500),
-              _: Annotator = Depends(admin)) -> list[dict[str, Any]]:
+              _: LabelerAccount = Depends(admin)) -> list[dict[str, Any]]:
         return store.items(offset, limit)
 
     @r.post("/api/admin/gold")
-    def gold(body: GoldIn, _: Annotator = Depends(admin)) -> dict[str, Any]:
+    def gold(body: GoldIn, _: LabelerAccount = Depends(admin)) -> dict[str, Any]:
         """Mark (or clear) the known-best candidate of a prompt, used to score annotators."""
         store.set_gold(body.prompt_id, body.best)
         return {"prompt_id": body.prompt_id, "gold_best": body.best}
 
     @r.get("/api/admin/quality")
-    def quality(_: Annotator = Depends(admin)) -> dict[str, Any]:
+    def quality(_: LabelerAccount = Depends(admin)) -> dict[str, Any]:
         """Agreement, reliability and flags per annotator (see `rlhfkit label quality`)."""
         records = export_records(store, weights=False)
         if not records:
@@ -289,12 +289,12 @@ def admin_routes(store: Store, admin: Callable, redundancy: int) -> APIRouter:
         return report
 
     @r.get("/api/admin/quality.html", response_class=HTMLResponse)
-    def quality_html(_: Annotator = Depends(admin)) -> HTMLResponse:
+    def quality_html(_: LabelerAccount = Depends(admin)) -> HTMLResponse:
         """The quality table as a standalone page (every value escaped)."""
         return HTMLResponse(render_quality_html(quality(_)))
 
     @r.get("/api/admin/export")
-    def export(weights: bool = True, _: Annotator = Depends(admin)) -> Response:
+    def export(weights: bool = True, _: LabelerAccount = Depends(admin)) -> Response:
         """All rankings as K-way ranking JSONL (candidate indices), weighted by reliability."""
         body = "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in export_records(store, weights))
         return Response(body, media_type="application/x-ndjson",
@@ -315,7 +315,7 @@ def render_quality_html(report: dict[str, Any]) -> str:
     head = "".join(f"<th>{h}</th>" for h in ("annotator", "rankings", "reliability", "LOO agreement",
                                               "gold accuracy", "position bias", "length bias", "flags"))
     return ("<!doctype html><html><head><meta charset='utf-8'><title>rlhfkit quality</title></head><body>"
-            f"<h1>Annotator quality</h1><p>{esc(_fmt(report.get('n_records', 0)))} rankings; "
+            f"<h1>LabelerAccount quality</h1><p>{esc(_fmt(report.get('n_records', 0)))} rankings; "
             f"Krippendorff's alpha ({esc(_fmt(alpha.get('metric')))}) = {esc(_fmt(alpha.get('value')))}</p>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></body></html>")
 

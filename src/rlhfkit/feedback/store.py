@@ -92,7 +92,10 @@ class StoreError(Exception):
 
 
 @dataclass
-class Annotator:
+class LabelerAccount:
+    """A person's sign-in to the labeling app (a row of the annotators table); the simulated crowd of the
+    built-in world is world/annotators.py CrowdAnnotator."""
+
     id: int
     name: str
     is_admin: bool
@@ -227,11 +230,11 @@ class Store:
             raise StoreError(f"annotator name {name!r} is already taken", 409) from None
         return int(cur.lastrowid), token
 
-    def authenticate(self, token: str) -> Annotator | None:
+    def authenticate(self, token: str) -> LabelerAccount | None:
         with self.conn() as c:
             row = c.execute("SELECT id, name, is_admin FROM annotators WHERE token_hash = ?",
                             (hash_token(token),)).fetchone()
-        return Annotator(row["id"], row["name"], bool(row["is_admin"])) if row else None
+        return LabelerAccount(row["id"], row["name"], bool(row["is_admin"])) if row else None
 
     def has_admin(self) -> bool:
         with self.conn() as c:

@@ -45,7 +45,10 @@ PROFILES = {
 
 
 @dataclass(frozen=True)
-class Annotator:
+class CrowdAnnotator:
+    """One simulated crowd worker of the built-in world (a profile: careful, noisy, adversarial, ...); a person's
+    account in the labeling app is feedback/store.py LabelerAccount."""
+
     id: str
     profile: str
     temperature: float  # the profile's temperature, jittered per person
@@ -82,7 +85,7 @@ def _ranking(order: list[list[int]]) -> list[Any]:
 
 
 class AnnotatorPool:
-    def __init__(self, annotators: list[Annotator], seed: int = 0):
+    def __init__(self, annotators: list[CrowdAnnotator], seed: int = 0):
         if not annotators:
             raise ValueError("an annotator pool needs at least one annotator")
         self.annotators = annotators
@@ -102,15 +105,15 @@ class AnnotatorPool:
         rng = random.Random(f"rlhfkit-annotator-pool-{seed}")
         rng.shuffle(profiles)  # ids carry no hint of the profile
         people = [
-            Annotator(f"ann-{i:02d}", p, PROFILES[p].temperature * math.exp(rng.gauss(0, 0.2)))
+            CrowdAnnotator(f"ann-{i:02d}", p, PROFILES[p].temperature * math.exp(rng.gauss(0, 0.2)))
             for i, p in enumerate(profiles)
         ]
         return cls(people, seed)
 
-    def get(self, annotator: str | Annotator | None, rng: random.Random) -> Annotator:
+    def get(self, annotator: str | CrowdAnnotator | None, rng: random.Random) -> CrowdAnnotator:
         if annotator is None:
             return rng.choice(self.annotators)
-        if isinstance(annotator, Annotator):
+        if isinstance(annotator, CrowdAnnotator):
             return annotator
         if annotator not in self._by_id:
             raise KeyError(f"no annotator {annotator!r} in the pool")
@@ -120,7 +123,7 @@ class AnnotatorPool:
         self,
         prompt: str,
         responses: list[str],
-        annotator: str | Annotator | None = None,
+        annotator: str | CrowdAnnotator | None = None,
         rng: random.Random | None = None,
     ) -> dict:
         """One K-way ranking record; identical responses are tied, nothing else is."""
