@@ -367,3 +367,28 @@ def test_losses_import_only_torch():
     }
     assert roots <= {"__future__", "torch"}, roots
 
+
+
+def test_plackett_luce_tiers_matches_plackett_luce_and_breslow_ties_by_hand():
+    s = torch.tensor([0.3, -1.0, 2.0, 0.5])
+    order = [2, 0, 3, 1]
+    ours = L.plackett_luce_tiers(s, [[i] for i in order])
+    assert ours.item() == pytest.approx(L.plackett_luce(s, order).item() / 3, rel=1e-6)
+    # Breslow ties: pick 0 from {0,1,2}, then the tie {1,2} from {1,2} with the (e^0 + e^0)^2 denominator;
+    # 2 choice steps (K - 1).
+    t = [[0], [1, 2]]
+    by_hand = ((math.log(math.exp(3) + 2) - 3) + 2 * math.log(2)) / 2
+    assert L.plackett_luce_tiers(torch.tensor([3.0, 0.0, 0.0]), t).item() == pytest.approx(by_hand, rel=1e-6)
+    # a tie of the last two is minimised by equal scores
+    equal, apart = torch.tensor([3.0, 0.0, 0.0]), torch.tensor([3.0, 1.0, -1.0])
+    assert L.plackett_luce_tiers(equal, t) < L.plackett_luce_tiers(apart, t)
+
+
+def test_ranking_loss_margin_by_hand():
+    """-log σ(r_w - r_l - m) per pair, averaged per prompt: two prompts, one pair each."""
+    scores = torch.tensor([1.0, 0.0, 2.0, 1.5])
+    pairs, group = torch.tensor([[0, 1], [2, 3]]), torch.tensor([0, 1])
+    nll = lambda d: math.log(1 + math.exp(-d))  # noqa: E731
+    want = (nll(1.0 - 0.5) + nll(0.5 - 2.0)) / 2
+    got = L.ranking_loss(scores, pairs, group, margin=torch.tensor([0.5, 2.0]))
+    assert got.item() == pytest.approx(want, rel=1e-6)

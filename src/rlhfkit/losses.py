@@ -158,6 +158,7 @@ def ranking_loss(
     prompt_index: Tensor,
     weights: Tensor | None = None,
     tie: Tensor | None = None,
+    margin: Tensor | None = None,
 ) -> Tensor:
     """Reward-model loss on K-way rankings: all C(K,2) pairs of a prompt form one batch element.
 
@@ -171,8 +172,11 @@ def ranking_loss(
     weight mean(w), so all-ones weights give the unweighted loss (and all-zero weights a loss of 0). tie `[P]` bool marks tied pairs, which
     contribute -½(log σ(d) + log σ(-d)): the Bradley-Terry cross-entropy with target ½, a tie counted as
     half a win each way (the Chatbot Arena convention, Chiang et al. 2024); it is minimised at d = 0.
+    margin `[P]` (as `bradley_terry`'s) is subtracted from each pair's difference: -log σ(r_w - r_l - m).
     """
     d = scores[pairs[:, 0]] - scores[pairs[:, 1]]
+    if margin is not None:
+        d = d - margin.to(d)
     loss = -F.logsigmoid(d)
     if tie is not None:
         loss = torch.where(tie, -0.5 * (F.logsigmoid(d) + F.logsigmoid(-d)), loss)
@@ -198,6 +202,24 @@ def plackett_luce(scores: Tensor, ranking: Tensor | list[int]) -> Tensor:
     # logsumexp over each suffix s[i:], computed as a reversed cumulative logsumexp.
     suffix_lse = torch.logcumsumexp(s.flip(0), 0).flip(0)
     return -(s - suffix_lse)[:-1].sum()
+
+
+def plackett_luce_tiers(scores: Tensor, tiers: list[list[int]]) -> Tensor:
+    """Plackett-Luce NLL of a ranking with ties (`rlhfkit reward --loss pl`), per choice step: / (K-1), so K=2
+    equals Bradley-Terry.
+
+    Each tier is picked from the responses not yet ranked; a tie of |T| items uses Breslow's (1974)
+    approximation Π_{i∈T} exp(s_i) / (Σ_{j∈rest} exp(s_j))^|T|. Without ties it is `plackett_luce` / (K-1).
+    """
+    order = torch.tensor([i for t in tiers for i in t], device=scores.device)
+    s = scores[order]
+    suffix_lse = torch.logcumsumexp(s.flip(0), 0).flip(0)  # lse over everything not yet ranked
+    nll, start = scores.new_zeros(()), 0
+    for t in tiers:
+        nll = nll - (s[start:start + len(t)] - suffix_lse[start]).sum()
+        start += len(t)
+    return nll / (len(order) - 1)
+
 
 
 # ----------------------------------------------------------------------------------------------

@@ -162,37 +162,15 @@ def split_items(items: list[Item], val_fraction: float, seed: int) -> tuple[list
 # ---------------------------------------------------------------------------------------------- losses
 
 
-def plackett_luce_tiers(scores: Tensor, tiers: list[list[int]]) -> Tensor:
-    """Plackett-Luce NLL of a ranking with ties, per choice step: / (K-1), so K=2 equals Bradley-Terry.
-
-    Each tier is picked from the responses not yet ranked; a tie of |T| items uses Breslow's (1974)
-    approximation Π_{i∈T} exp(s_i) / (Σ_{j∈rest} exp(s_j))^|T|. Without ties it is `losses.plackett_luce`.
-    """
-    order = torch.tensor([i for t in tiers for i in t], device=scores.device)
-    s = scores[order]
-    suffix_lse = torch.logcumsumexp(s.flip(0), 0).flip(0)  # lse over everything not yet ranked
-    nll, start = scores.new_zeros(()), 0
-    for t in tiers:
-        nll = nll - (s[start:start + len(t)] - suffix_lse[start]).sum()
-        start += len(t)
-    return nll / (len(order) - 1)
-
-
 def rm_loss(scores: Tensor, b: Batch, cfg: Config) -> Tensor:
     """The reward-model loss of a batch, from the scores [N] of its unique responses."""
     if cfg.loss == "pl":
-        nll = torch.stack([plackett_luce_tiers(scores[torch.tensor(rows, device=scores.device)], r.ranking)
+        nll = torch.stack([L.plackett_luce_tiers(scores[torch.tensor(rows, device=scores.device)], r.ranking)
                            for rows, r in zip(b.rows, b.rankings)])
         w = torch.tensor([r.weight for r in b.rankings], device=scores.device)
         loss = (w * nll).sum() / w.sum()
-    elif b.margin.any():
-        # -log σ(r_w - r_l - m): lower each winner's gathered score by its pair's margin, then the same loss.
-        P = len(b.pairs)
-        gathered = torch.cat([scores[b.pairs[:, 0]] - b.margin.to(scores), scores[b.pairs[:, 1]]])
-        pairs = torch.stack([torch.arange(P), torch.arange(P, 2 * P)], 1).to(scores.device)
-        loss = L.ranking_loss(gathered, pairs, b.group, b.weight, b.tie)
     else:
-        loss = L.ranking_loss(scores, b.pairs, b.group, b.weight, b.tie)
+        loss = L.ranking_loss(scores, b.pairs, b.group, b.weight, b.tie, b.margin if b.margin.any() else None)
     if cfg.center_rewards_coefficient:
         loss = loss + cfg.center_rewards_coefficient * L.center_rewards(scores[b.pairs[:, 0]], scores[b.pairs[:, 1]])
     return loss
