@@ -6,6 +6,7 @@ losses, metrics and checkpoints. Stages compose these instead of each owning a `
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
@@ -149,6 +150,41 @@ def resume_from(ckpt: Path, model, optimizer, scheduler, stream: BatchStream | N
     _drop_metrics_after(metrics, state["step"])
     say(f"resumed from {path} at step {state['step']}")
     return state
+
+
+class EarlyStopping:
+    """The best weights by a held-out measure, and evaluations without improvement since (patience).
+
+    `better(m, best)` says whether measure `m` improves on `best` (default: a loss lower by more than 1e-4).
+    `state()` goes into a checkpoint's extra and `EarlyStopping.resumed(...)` restores it, so a resumed run
+    keeps the best weights and the patience count from before the kill."""
+
+    def __init__(self, model, first, step: int, patience: int, better: Callable | None = None):
+        self.first = self.best = first
+        self.best_step, self.best_state, self.bad = step, copy.deepcopy(model.state_dict()), 0
+        self.patience, self.better = patience, better or (lambda m, best: m < best - 1e-4)
+
+    @classmethod
+    def resumed(cls, saved: dict, patience: int, better: Callable | None = None) -> EarlyStopping:
+        es = cls.__new__(cls)
+        es.first, es.best, es.best_step, es.bad = saved["first"], saved["best"], saved["best_step"], saved["bad"]
+        es.best_state, es.patience = saved["state"], patience
+        es.better = better or (lambda m, best: m < best - 1e-4)
+        return es
+
+    def update(self, model, m, step: int) -> None:
+        if self.better(m, self.best):
+            self.best, self.best_step, self.best_state, self.bad = m, step, copy.deepcopy(model.state_dict()), 0
+        else:
+            self.bad += 1
+
+    @property
+    def stop(self) -> bool:
+        return bool(self.patience) and self.bad >= self.patience
+
+    def state(self) -> dict:
+        return {"first": self.first, "best": self.best, "best_step": self.best_step, "bad": self.bad,
+                "state": self.best_state}
 
 
 class Trainer:

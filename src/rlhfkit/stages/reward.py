@@ -19,7 +19,6 @@ per annotator profile, against the gold judge, calibration), OUT/metrics.jsonl a
 
 from __future__ import annotations
 
-import copy
 import json
 import random
 import time
@@ -41,7 +40,7 @@ from ..model import lora
 from ..model.lora import LoraConfig
 from ..model.reward_scorer import collate, encode, raw_scores
 from ..model.scalar import ScalarModel
-from ..training import BatchStream, OptimConfig, Trainer
+from ..training import BatchStream, EarlyStopping, OptimConfig, Trainer
 
 
 @dataclass
@@ -235,13 +234,11 @@ def train_member(i: int, cfg: Config, train: list[Item], val: Batch, cache: dict
         return m[0] < best[0] - 1e-4 if cfg.select == "loss" else (m[1], -m[0]) > (best[1], -best[0])
 
     if cfg.resume and (checkpoint.saved_extra(out / "ckpt") or {}).get("member") == i and trainer.resume(stream):
-        st = trainer.resumed_extra["early_stop"]
-        first, best, best_step, best_state, bad = st["first"], st["best"], st["best_step"], st["state"], st["bad"]
+        es = EarlyStopping.resumed(trainer.resumed_extra["early_stop"], cfg.patience, better)
     else:
         if cfg.resume:  # this member starts over: forget whatever a killed attempt of it logged
             _drop_member_rows(trainer.logger.path, i)
-        best = first = held_out()
-        best_step, best_state, bad = 0, copy.deepcopy(model.state_dict()), 0
+        es = EarlyStopping(model, held_out(), 0, cfg.patience, better)
     bar = progress(total=ocfg.max_steps, desc=f"reward[{i}]")
     while trainer.step_count < ocfg.max_steps:
         batches = [make_batch(stream.next(), cfg.margin) for _ in range(ocfg.grad_accum)]
@@ -250,23 +247,19 @@ def train_member(i: int, cfg: Config, train: list[Item], val: Batch, cache: dict
         if step % ocfg.eval_every == 0 or step == ocfg.max_steps:
             m = held_out()
             metrics.update(val_loss=m[0], val_accuracy=m[1])
-            if better(m, best):
-                best, best_step, best_state, bad = m, step, copy.deepcopy(model.state_dict()), 0
-            else:
-                bad += 1
+            es.update(model, m, step)
         trainer.logger.log(step, member=i, epoch=stream.epoch + stream.index / len(stream.items), **metrics)
         if step % ocfg.save_every == 0:
-            trainer.save_state(stream, extra={"member": i, "early_stop": {
-                "first": first, "best": best, "best_step": best_step, "state": best_state, "bad": bad}})
+            trainer.save_state(stream, extra={"member": i, "early_stop": es.state()})
         bar.update(1)
-        if cfg.patience and bad >= cfg.patience:
+        if es.stop:
             say(f"reward[{i}]: held-out {cfg.select} stopped improving; early stop at step {step}")
             break
     bar.close()
-    model.load_state_dict(best_state)
+    model.load_state_dict(es.best_state)
     model.backbone = lora.merged(model.backbone)  # saved as a plain backbone folder
-    return model, {"first_val_loss": first[0], "first_val_accuracy": first[1], "best_val_loss": best[0],
-                   "best_val_accuracy": best[1], "best_step": best_step, "steps": trainer.step_count}
+    return model, {"first_val_loss": es.first[0], "first_val_accuracy": es.first[1], "best_val_loss": es.best[0],
+                   "best_val_accuracy": es.best[1], "best_step": es.best_step, "steps": trainer.step_count}
 
 
 def _drop_member_rows(path: Path, member: int) -> None:

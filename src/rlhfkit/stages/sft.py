@@ -14,7 +14,6 @@ alone): the same batches and loss, without computing the padding.
 
 from __future__ import annotations
 
-import copy
 import math
 import random
 import time
@@ -29,7 +28,7 @@ from ..config import group, opt
 from ..model import lora
 from ..model.lora import LoraConfig
 from ..model.causal_lm import context_length, load_causal_lm
-from ..training import BatchStream, OptimConfig, Trainer
+from ..training import BatchStream, EarlyStopping, OptimConfig, Trainer
 from ..lm import evaluate_lm, lm_step, save_final
 
 
@@ -170,11 +169,9 @@ def train_loop(trainer: Trainer, stream: BatchStream, val_batches, model, tokeni
     ocfg = cfg.optim
     saved = trainer.resumed_extra.get("early_stop")
     if saved:  # resumed: keep the best weights and patience count from before the kill
-        first, best, best_step, bad = saved["first"], saved["best"], saved["best_step"], saved["bad"]
-        best_state = saved["state"]
+        es = EarlyStopping.resumed(saved, cfg.patience)
     else:
-        best = first = evaluate_lm(model, val_batches)
-        best_step, best_state, bad = trainer.step_count, copy.deepcopy(model.state_dict()), 0
+        es = EarlyStopping(model, evaluate_lm(model, val_batches), trainer.step_count, cfg.patience)
     bar = progress(total=ocfg.max_steps, initial=trainer.step_count, desc="sft")
     while trainer.step_count < ocfg.max_steps:
         make = collate_packed if cfg.data.pack else collate
@@ -184,21 +181,17 @@ def train_loop(trainer: Trainer, stream: BatchStream, val_batches, model, tokeni
         if step % ocfg.eval_every == 0 or step == ocfg.max_steps:
             val = evaluate_lm(model, val_batches)
             metrics.update(val_loss=val)
-            if val < best - 1e-4:
-                best, best_step, best_state, bad = val, step, copy.deepcopy(model.state_dict()), 0
-            else:
-                bad += 1
+            es.update(model, val, step)
         trainer.logger.log(step, epoch=stream.epoch + stream.index / len(stream.items), **metrics)
         if step % ocfg.save_every == 0:
-            trainer.save_state(stream, extra={"early_stop": {"first": first, "best": best, "best_step": best_step,
-                                                             "bad": bad, "state": best_state}})
+            trainer.save_state(stream, extra={"early_stop": es.state()})
         bar.update(1)
-        if cfg.patience and bad >= cfg.patience:
+        if es.stop:
             say(f"sft: held-out loss stopped improving; early stop at step {step}")
             break
     bar.close()
-    model.load_state_dict(best_state)
+    model.load_state_dict(es.best_state)
     epochs = trainer.step_count * ocfg.batch_size * ocfg.grad_accum * dist_rank_size()[1] / len(stream.items)
-    return {"first_val_loss": first, "best_val_loss": best, "best_step": best_step,
+    return {"first_val_loss": es.first, "best_val_loss": es.best, "best_step": es.best_step,
             "steps": trainer.step_count, "epochs": epochs, "skipped_batches": trainer.skipped,
-            "val_ppl": math.exp(min(best, 50))}
+            "val_ppl": math.exp(min(es.best, 50))}
