@@ -23,7 +23,8 @@ from .conftest import run_to_end
 from .test_crash_resume import SEED, TOL, Kill, _record, assert_same_run, crash_chain, weights
 
 REWARD = "tests._rewards:vowels"
-COMMON = ["--preset", "ci", "--rollout.world_size=ci", "--rollout.max_new_tokens=12", "--monitor.on_alarm=keep_best"]
+COMMON = ["--preset", "ci", "--rollout.world_size=ci", "--rollout.max_new_tokens=12", "--monitor.on_alarm=keep_best",
+          "--monitor.keep_best=true"]
 
 
 def _survives(stage: str, args: list[str], steps: int, tmp_path, record_property, rng) -> dict:

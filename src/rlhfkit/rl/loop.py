@@ -74,9 +74,10 @@ class MonitorConfig:
     length_drift: float = opt(1.0, "alarm when mean length moves more than this fraction from its start")
     repeat_drift: float = opt(0.15, "alarm when the share of responses repeating another prompt's answer word for "
                                     "word rises this much above its first step's (a canned answer for everything)")
-    on_alarm: str = opt("warn", "warn (log only), stop (end training), or keep_best (continue; save the best-by-gold "
-                        "policy)", choices=("warn", "stop", "keep_best"))
-    keep_best: bool = opt(True, "save the policy with the best gold reward (when gold is available)")
+    on_alarm: str = opt("warn", "warn (log only), stop (end training), or keep_best (continue; with --monitor."
+                        "keep_best, end with the best-by-gold policy)", choices=("warn", "stop", "keep_best"))
+    keep_best: bool = opt(False, "experiment option, uses the gold judge (which a real user does not have): on an "
+                                 "alarm, end with the policy that scored best on gold during training")
 
 
 @dataclass
