@@ -1,6 +1,7 @@
 """The behaviour the recipe exists for: PPO through a *learned* reward model raises the gold score over SFT,
 at a KL inside the configured budget, with nothing in training or checkpoint selection using the gold
-judge (`--monitor.keep_best` is off by default; the test says so explicitly). The default tiny preset from nothing, seed 0 (about 8 minutes).
+judge (`--monitor.keep_best` is off by default; the test says so explicitly). The default tiny preset from
+nothing, seed 0 (about 8 minutes).
 
 Measured at the commit that added this test: with 1 thread (as the suite runs) SFT gold −0.11, PPO +0.04,
 PPO win rate vs SFT 0.60, KL 3.0 nats (budget 8); with 2 threads (other floats) PPO +0.02, win 0.59, KL 1.6.
