@@ -213,13 +213,18 @@ def trl_args(config_cls, out: Path, steps: int, batch_size: int, lr: float, **kw
     return config_cls(**{**settings, **kw})
 
 
-def train_peer(trainer) -> dict:
-    """Train a `recording` peer trainer quietly; its per-step losses and the peak RSS of training."""
+def train_peer(trainer, units: list[float], warmup: int) -> dict:
+    """Train a `recording` peer trainer quietly, ticking a `Clock` at every optimizer step. Returns its rate
+    (`Clock.rate(units, warmup)`), per-step losses and the peak RSS of training. The clock is read here, after
+    `train()`, so no caller can read it before the steps it times have run."""
+    clock = Clock()
+    trainer.add_callback(hf_clock(clock))
     trainer.bench_losses = []
     quiet(trainer)
     reset_peak_rss()
     trainer.train()
-    return {"losses": [float(x) for x in trainer.bench_losses], "rss": peak_rss_mb()}
+    rss = peak_rss_mb()
+    return {"rate": clock.rate(units, warmup), "losses": [float(x) for x in trainer.bench_losses], "rss": rss}
 
 
 def quiet(trainer):

@@ -59,11 +59,9 @@ def run_trl(model, ref, tok, pairs, s: dict, out: Path, units: list[int]) -> dic
     args = C.trl_args(trl.DPOConfig, out, s["steps"], s["batch"], LR, beta=BETA, loss_type=["sigmoid"],
                       precompute_ref_log_probs=True, precompute_ref_batch_size=32, max_length=None,
                       logging_steps=10)
-    clock = C.Clock()
     trainer = C.recording(trl.DPOTrainer)(model=model, ref_model=ref, args=args, processing_class=tok,
-                                          train_dataset=datasets.Dataset.from_list(rows),
-                                          callbacks=[C.hf_clock(clock)])
-    return {"rate": clock.rate(units, s["warmup"]), **C.train_peer(trainer)}
+                                          train_dataset=datasets.Dataset.from_list(rows))
+    return C.train_peer(trainer, units, s["warmup"])
 
 
 def run(ctx: C.Ctx) -> list[dict]:

@@ -78,9 +78,8 @@ def run_hf(model, tok, blocks, s: dict, out: Path) -> dict:
     datasets.disable_progress_bars()
     data = datasets.Dataset.from_list([{"input_ids": b.tolist(), "labels": b.tolist()} for b in blocks])
     args = C.trl_args(TrainingArguments, out, s["steps"], s["batch"], LR, logging_steps=10)
-    clock = C.Clock()
-    trainer = C.recording(Trainer)(model=model, args=args, train_dataset=data, callbacks=[C.hf_clock(clock)])
-    return {"rate": clock.rate([1.0] * s["steps"], s["warmup"]), **C.train_peer(trainer)}
+    trainer = C.recording(Trainer)(model=model, args=args, train_dataset=data)
+    return C.train_peer(trainer, [1.0] * s["steps"], s["warmup"])
 
 
 def run(ctx: C.Ctx) -> list[dict]:

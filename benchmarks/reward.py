@@ -76,11 +76,9 @@ def run_trl(model, tok, pairs, s: dict, out: Path, units: list[int]) -> dict:
              "rejected": [{"role": "assistant", "content": r}]} for p, c, r in pairs]
     args = C.trl_args(trl.RewardConfig, out, s["steps"], s["batch"], LR, center_rewards_coefficient=None,
                       max_length=None, logging_steps=10)
-    clock = C.Clock()
     trainer = C.recording(trl.RewardTrainer)(model=model, args=args, processing_class=tok,
-                                             train_dataset=datasets.Dataset.from_list(rows),
-                                             callbacks=[C.hf_clock(clock)])
-    return {"rate": clock.rate(units, s["warmup"]), **C.train_peer(trainer)}
+                                             train_dataset=datasets.Dataset.from_list(rows))
+    return C.train_peer(trainer, units, s["warmup"])
 
 
 def run(ctx: C.Ctx) -> list[dict]:

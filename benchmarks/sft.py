@@ -53,11 +53,10 @@ def run_trl(model, tok, convs, s: dict, out: Path, tokens: list[int]) -> dict:
     rows = [{"prompt": m[:-1], "completion": m[-1:]} for m in convs]
     args = C.trl_args(trl.SFTConfig, out, s["steps"], s["batch"], LR, completion_only_loss=True, max_length=None,
                       packing=False, padding_free=False, logging_steps=10)
-    clock = C.Clock()
     trainer = C.recording(trl.SFTTrainer)(model=model, args=args, processing_class=tok,
-                                          train_dataset=datasets.Dataset.from_list(rows), callbacks=[C.hf_clock(clock)])
+                                          train_dataset=datasets.Dataset.from_list(rows))
     # Same rows in the same order and the same padding: the same token counts per step as rlhfkit's.
-    return {"rate": clock.rate(tokens, s["warmup"]), **C.train_peer(trainer)}
+    return C.train_peer(trainer, tokens, s["warmup"])
 
 
 def run(ctx: C.Ctx) -> list[dict]:
