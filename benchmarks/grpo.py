@@ -59,7 +59,8 @@ def run_rlhfkit(folder: str, tok, prompts: list[str], s: dict, out: Path) -> dic
     C.reset_peak_rss()
     for step in range(1, s["steps"] + 1):  # the body of rl.loop.train
         batch = [p for p in stream.next() for _ in range(g.group_size)]
-        ro = collect(policy, ref, tok, batch, params, reward, gen, cfg.rollout.temperature)
+        with algo.scoring():
+            ro = collect(policy, ref, tok, batch, params, reward, gen, cfg.rollout.temperature)
         ro, adv = algo.experience(ro, tok.pad_token_id)
         metrics = algo.update(ro, adv, gen, guard)
         tracker.step(step, ro, seq_kl(ro), metrics, policy)
@@ -121,7 +122,10 @@ def run_trl(folder: str, tok, prompts: list[str], s: dict, out: Path) -> dict:
 
 
 def shared_batch_check(trainer, s: dict) -> tuple[bool, str]:
-    """rlhfkit's loss on TRL's last minibatch (same model, same old/ref log-probs and advantages) vs TRL's."""
+    """rlhfkit's loss on TRL's last minibatch (same model, same old/ref log-probs and advantages) vs TRL's,
+    with TRL's advantages and again with a spread of made-up ones: when every reward in a group ties (an
+    untrained model's answers all score alike) the advantages are 0, the policy never moves, and both losses
+    are 0 whatever the code computes."""
     from rlhfkit import losses as L
     from rlhfkit.rl.engine import forward_logprobs
 
@@ -131,13 +135,19 @@ def shared_batch_check(trainer, s: dict) -> tuple[bool, str]:
     ids = torch.cat([b["prompt_ids"], b["completion_ids"]], 1)
     attn = torch.cat([b["prompt_mask"], b["completion_mask"]], 1)
     mask = b["completion_mask"].float()
+    spread = torch.linspace(-0.5, 1.0, len(b["advantages"]))  # [B], mean ≠ 0
     with torch.no_grad():
-        theirs = float(trainer._compute_loss(model, dict(b)))
         logp, _ = forward_logprobs(model, ids, attn, P, 1.0)
-        ours, _, _ = L.grpo_loss(logp, b["old_per_token_logps"], b["advantages"], mask, 0.2,
-                                 ref_logp=b["ref_per_token_logps"], kl_coef=BETA, level="seq")
-    ok = abs(float(ours) - theirs) <= 1e-4 * max(1.0, abs(theirs))
-    return ok, f"loss on TRL's last minibatch: rlhfkit {float(ours):.6f} vs TRL {theirs:.6f}"
+        pairs = []
+        for adv in (b["advantages"], spread):
+            theirs = float(trainer._compute_loss(model, {**b, "advantages": adv}))
+            ours, _, _ = L.grpo_loss(logp, b["old_per_token_logps"], adv, mask, 0.2,
+                                     ref_logp=b["ref_per_token_logps"], kl_coef=BETA, level="seq")
+            pairs.append((float(ours), theirs))
+    ok = all(abs(o - t) <= 1e-4 * max(1.0, abs(t)) for o, t in pairs)
+    (o, t), (so, st) = pairs
+    return ok, (f"loss on TRL's last minibatch: rlhfkit {o:.6f} vs TRL {t:.6f}; "
+                f"with made-up advantages {so:.6f} vs {st:.6f}")
 
 
 def run(ctx: C.Ctx) -> list[dict]:
