@@ -1,8 +1,9 @@
-"""The benchmark suite cannot rot: its cheapest case runs end to end at smoke sizes and writes well-formed rows,
-and the pieces every case relies on (ratio direction, the loss-agreement check, the step clock, merging a
-partial run into latest.json) behave as documented. The speed figures themselves are not tested.
+"""The benchmark suite cannot rot: every case in benchmarks/run.py runs end to end at smoke sizes and writes
+real rows (a figure on each side, the ratio in the documented direction, the loss check passed), and the
+pieces every case relies on (ratio direction, the loss-agreement check, the step clock, merging a partial
+run into latest.json) behave as documented. The speed figures themselves are not tested.
 
-Run: .venv/bin/python -m pytest tests/test_benchmarks.py -q
+Run: .venv/bin/python -m pytest tests/test_benchmarks.py -q      (~2 minutes on 2 cores, one torch thread)
 """
 
 from __future__ import annotations
@@ -21,23 +22,60 @@ from benchmarks import common as C  # noqa: E402
 from benchmarks import run as R  # noqa: E402
 
 SCHEMA = {"case", "rlhfkit", "peer", "unit", "ratio", "goal", "losses_match", "peak_rss_mb", "notes"}
+NO_PEER = {"pipeline"}  # seconds per stage of `rlhfkit run`; nothing to compare with
+CHECKS_LOSSES = {"engine", "sft", "reward", "dpo", "grpo", "mfu"}  # rows say whether both sides agree
+LOWER_IS_FASTER = {"s", "MB peak RSS"}  # units where ratio = peer / rlhfkit
 
 
-def test_smoke_engine_case_writes_rows(tmp_path):
-    assert R.main(["--smoke", "--cases", "engine", "--out", str(tmp_path)]) == 0
+@pytest.mark.parametrize("name", list(R.CASES))
+def test_smoke_case_writes_real_rows(name, tmp_path):
+    assert R.main(["--smoke", "--cases", name, "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "latest.json").read_text())
-    assert [r["case"] for r in rows] == ["engine-ci@2", "engine-ci@2-reference-decoder"]
+    assert rows
     for r in rows:
         assert SCHEMA <= set(r), SCHEMA - set(r)
-        assert r["unit"] == "tokens/s" and r["rlhfkit"] > 0 and r["peer"] > 0
-        assert r["ratio"] == pytest.approx(r["rlhfkit"] / r["peer"], rel=1e-2)
-        assert not r["notes"].startswith("FAILED")
-    fast = rows[0]
+        assert not str(r["notes"]).startswith("FAILED"), r["notes"]
+        assert r["mode"] == "smoke" and r["suite_case"] == name and r["rlhfkit"] > 0
+        if name in NO_PEER:
+            assert r["peer"] is None and r["ratio"] is None
+            continue
+        assert r["peer"] > 0
+        mine, theirs = (r["peer"], r["rlhfkit"]) if r["unit"] in LOWER_IS_FASTER else (r["rlhfkit"], r["peer"])
+        assert r["ratio"] == pytest.approx(mine / theirs, rel=1e-2)
+        if isinstance(r["peak_rss_mb"], dict):
+            assert set(r["peak_rss_mb"]) == {"rlhfkit", "peer"} and min(r["peak_rss_mb"].values()) > 0
+    checked = [r["losses_match"] for r in rows if r["losses_match"] is not None]
+    assert False not in checked
+    if name in CHECKS_LOSSES:  # a check that quietly stopped running would leave only None
+        assert True in checked
+    CASE_CHECKS.get(name, lambda rows, out: None)(rows, tmp_path)
+
+
+def _engine(rows, out):
+    assert [r["case"] for r in rows] == ["engine-ci@2", "engine-ci@2-reference-decoder"]
+    assert all(r["unit"] == "tokens/s" for r in rows)
     # The fast decoder drew the reference decoder's tokens from the same seed.
-    assert fast["losses_match"] is True and "identical tokens" in fast["notes"]
-    assert set(fast["peak_rss_mb"]) == {"rlhfkit", "peer"} and min(fast["peak_rss_mb"].values()) > 0
-    table = (tmp_path / "latest.md").read_text()
+    assert rows[0]["losses_match"] is True and "identical tokens" in rows[0]["notes"]
+    table = (out / "latest.md").read_text()
     assert "| case | mode | rlhfkit | peer |" in table and "engine-ci@2" in table
+
+
+def _memory(rows, out):
+    options = ["default", "share_value_backbone", "lora_ref", "both"]
+    assert [r["case"] for r in rows] == [f"memory-ci-{o}" for o in options]
+    for r in rows:
+        assert r["unit"] == "MB peak RSS"
+        assert r["rlhfkit"] == r["peak_rss_mb"] > r["floor_mb"] > 0  # each option's own process
+        assert r["peer"] == rows[0]["rlhfkit"]  # the default's peak; ratio > 1: the option saves memory
+
+
+def _pipeline(rows, out):
+    stages = ["world", "pretrain", "sft", "rankings", "reward", "policy", "eval", "report"]
+    assert [r["case"] for r in rows] == ["pipeline-ci"]
+    assert list(rows[0]["stages"]) == [*stages, "total"] and rows[0]["rlhfkit"] == rows[0]["stages"]["total"]
+
+
+CASE_CHECKS = {"engine": _engine, "memory": _memory, "pipeline": _pipeline}
 
 
 def test_failed_case_becomes_a_row(tmp_path):
@@ -75,15 +113,3 @@ def test_partial_run_keeps_other_cases(tmp_path):
     new = [{"case": "engine-y", "suite_case": "engine"}]
     merged = R.merge(new, ["engine"], tmp_path)
     assert [r["case"] for r in merged] == ["engine-y", "sft"]  # engine replaced, sft kept, suite order
-
-
-def test_smoke_memory_case_writes_a_row_per_option(tmp_path):
-    assert R.main(["--smoke", "--cases", "memory", "--out", str(tmp_path)]) == 0
-    rows = json.loads((tmp_path / "latest.json").read_text())
-    options = ["default", "share_value_backbone", "lora_ref", "both"]
-    assert [r["case"] for r in rows] == [f"memory-ci-{o}" for o in options]
-    for r in rows:
-        assert SCHEMA <= set(r) and r["unit"] == "MB peak RSS"
-        assert r["rlhfkit"] == r["peak_rss_mb"] > r["floor_mb"] > 0  # each option's own process
-        assert r["peer"] == rows[0]["rlhfkit"]  # the default's peak
-        assert r["ratio"] == pytest.approx(r["peer"] / r["rlhfkit"], rel=1e-2)  # > 1: the option saves memory
