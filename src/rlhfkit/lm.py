@@ -76,11 +76,13 @@ def _chunks(batch, size: int):
             yield batch[i:i + size]
 
 
-def save_final(model, tokenizer, out: Path, state_dict: dict | None = None) -> Path:
+def save_final(model, tokenizer, out: Path, state_dict: dict | None = None, stage: str = "") -> Path:
     """The stage's deliverable: OUT/model, an HF folder that from_pretrained loads (LoRA adapters merged
-    in, so the next stage needs no peft). Written by the main process only; the others wait for it.
-    `state_dict`: the gathered weights of a sharded model (Trainer.full_state_dict), saved instead of the
-    model's own (which are this rank's shards)."""
+    in, so the next stage needs no peft), with a model card (README.md, model/card.py) when `stage` is named.
+    Written by the main process only; the others wait for it. `state_dict`: the gathered weights of a
+    sharded model (Trainer.full_state_dict), saved instead of the model's own (which are this rank's shards)."""
+    from .model.card import write_card
+
     if state_dict is not None and lora.is_lora(model):
         raise StageError("LoRA under FSDP / ZeRO-3 is not supported yet: launch LoRA runs with DDP (configs/ddp.yaml)")
     model = lora.merged(model)
@@ -88,6 +90,7 @@ def save_final(model, tokenizer, out: Path, state_dict: dict | None = None) -> P
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.bos_token_id = tokenizer.bos_token_id
     if is_main_process():
-        checkpoint.save_model(model, tokenizer, out / "model", state_dict=state_dict)
+        card = (lambda tmp: write_card(tmp, stage, out)) if stage else None
+        checkpoint.save_model(model, tokenizer, out / "model", extra=card, state_dict=state_dict)
     wait_for_everyone()
     return out / "model"

@@ -334,7 +334,7 @@ def run(cfg: Config) -> Path:
     summary = train_loop(trainer, stream, val_batches, cfg, pad)
     summary.update(loss=cfg.loss, beta=cfg.beta, train_pairs=len(train), val_pairs=len(val), data=stats,
                    ref_logps=ref_cache, wall_s=round(time.time() - t0, 1))
-    save_final(model, tokenizer, out, trainer.full_state_dict())
+    save_final(model, tokenizer, out, trainer.full_state_dict(), stage="dpo")
     write_json(out / "summary.json", summary)
     say(f"dpo: held-out preference accuracy {summary['first']['val_accuracy']:.3f} -> "
         f"{summary['final']['val_accuracy']:.3f}, margin {summary['final']['val_margin']:.3f}, {summary['wall_s']}s")

@@ -88,5 +88,5 @@ class GRPO(GroupAlgorithm):
 
 def run(cfg: Config) -> Path:
     out, policy, tokenizer = loop.train(cfg, GRPO(cfg.grpo, cfg.rollout), "grpo")
-    save_final(policy, tokenizer, out)
+    save_final(policy, tokenizer, out, stage="grpo")
     return out / "model"

@@ -182,7 +182,7 @@ class PPO:
 
 def run(cfg: Config) -> Path:
     out, policy, tokenizer = loop.train(cfg, PPO(cfg), "ppo")
-    save_final(policy, tokenizer, out)
+    save_final(policy, tokenizer, out, stage="ppo")
     return out / "model"
 
 

@@ -134,7 +134,7 @@ def run(cfg: Config) -> Path:
     summary = train_loop(trainer, stream, [val], model, cfg)
     summary.update(unigram_loss=baseline, train_tokens=int(train.numel()), params=count_params(model),
                    wall_s=round(time.time() - t0, 1), tokens_per_s=summary["tokens_seen"] / max(1e-9, summary["train_s"]))
-    save_final(model, tokenizer, out, trainer.full_state_dict())
+    save_final(model, tokenizer, out, trainer.full_state_dict(), stage="pretrain")
     write_json(out / "summary.json", summary)
     say(f"pretrain: val loss {summary['val_loss']:.3f} (unigram {baseline:.3f}), "
         f"{summary['tokens_per_s']:.0f} tokens/s, {summary['wall_s']}s")

@@ -348,7 +348,8 @@ def run(cfg: Config) -> Path:
             model, summary = train_member(i, cfg, train, val, cache, tokenizer, out, device)
             summary["norm"] = normalise(model, [cache[k] for k in ref_keys], tokenizer.pad_token_id)
             if is_main_process():
-                checkpoint.atomic_dir(where, lambda tmp, m=model, s=dict(summary): _save_member(tmp, m, s, tokenizer))
+                checkpoint.atomic_dir(where, lambda tmp, m=model, s=dict(summary): _save_member(tmp, m, s, tokenizer,
+                                                                                                out))
             wait_for_everyone()
         s = raw_scores(model, [cache[k] for k in val.keys], tokenizer.pad_token_id)
         summary["eval"] = evaluate(s, val, cfg, gold)
@@ -365,9 +366,12 @@ def run(cfg: Config) -> Path:
     return out
 
 
-def _save_member(tmp: Path, model: ScalarModel, summary: dict, tokenizer) -> None:
+def _save_member(tmp: Path, model: ScalarModel, summary: dict, tokenizer, out: Path) -> None:
+    from ..model.card import write_card
+
     model.save(tmp, tokenizer)
     (tmp / "train_summary.json").write_text(json.dumps(summary, default=float))
+    write_card(tmp, "reward", out, figures=summary)
 
 
 def build_report(cfg: Config, members: list[dict], vals: list[Tensor], norms: list[float], val: Batch,

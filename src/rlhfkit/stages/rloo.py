@@ -71,5 +71,5 @@ class RLOO(GroupAlgorithm):
 
 def run(cfg: Config) -> Path:
     out, policy, tokenizer = loop.train(cfg, RLOO(cfg.rloo, cfg.rollout), "rloo")
-    save_final(policy, tokenizer, out)
+    save_final(policy, tokenizer, out, stage="rloo")
     return out / "model"

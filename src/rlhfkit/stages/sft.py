@@ -157,7 +157,7 @@ def run(cfg: Config) -> Path:
     say(f"sft: {len(train)} train / {len(val)} held-out conversations")
     summary = train_loop(trainer, stream, val_batches, model, tokenizer, cfg)
     summary["wall_s"] = round(time.time() - t0, 1)
-    save_final(model, tokenizer, out, trainer.full_state_dict())
+    save_final(model, tokenizer, out, trainer.full_state_dict(), stage="sft")
     write_json(out / "summary.json", summary)
     say(f"sft: best held-out loss {summary['best_val_loss']:.3f} at step {summary['best_step']} "
         f"({summary['epochs']:.1f} epochs), {summary['wall_s']}s")
