@@ -137,12 +137,13 @@ def main_process_first():
     return accelerator().main_process_first()
 
 
-def prepare_out(out: str | Path, cfg: Any | None = None) -> Path:
+def prepare_out(out: str | Path, cfg: Any | None = None, track: bool = True) -> Path:
     """Create the output folder, fail early if it is unwritable, and write `config.yaml` beside outputs.
 
     Unless the stage resumes (`cfg.resume`), a previous attempt's `summary.json` (the mark of a finished
     stage, which `rlhfkit run` trusts when the config matches) and `metrics.jsonl` are removed first: a
-    killed rerun must not leave an old summary beside the new config, nor append to the old curves."""
+    killed rerun must not leave an old summary beside the new config, nor append to the old curves.
+    With `track`, the previous stage's tracker runs end and this stage's start (`--report_to`)."""
     from . import config as config_mod
 
     path = Path(out)
@@ -158,6 +159,10 @@ def prepare_out(out: str | Path, cfg: Any | None = None) -> Path:
             (path / name).unlink(missing_ok=True)
     if cfg is not None and is_main_process():
         config_mod.save(cfg, path / "config.yaml")
+    if cfg is not None and track:  # this stage's tracker runs, if --report_to asks (tracking.py)
+        from . import tracking
+
+        tracking.start(getattr(cfg, "report_to", "none"), path, config_mod.to_dict(cfg))
     return path
 
 
@@ -180,6 +185,9 @@ class MetricsLogger:
         if is_main_process():
             with self.path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
+            from . import tracking
+
+            tracking.log(row, step)  # the same row, under the same names, to --report_to's trackers
         return row
 
 

@@ -31,6 +31,7 @@ from .. import checkpoint
 from ..common import StageError, is_main_process, main_process_first, prepare_out, progress, say, seed_everything
 from ..common import set_threads, write_json
 from ..config import group, opt
+from ..tracking import report_to_option
 from ..model.lora import LoraConfig
 from ..training import BatchStream, resume_from
 from .engine import SamplingParams
@@ -93,6 +94,7 @@ class RLConfig:
     optim: UpdateConfig = group(UpdateConfig)
     lora: LoraConfig = group(LoraConfig)
     resume: bool = opt(False, "continue from OUT/ckpt if a complete checkpoint is there")
+    report_to: str = report_to_option()
 
 
 class UpdateGuard:

@@ -27,6 +27,7 @@ import torch
 
 from ..common import MetricsLogger, StageError, prepare_out, say, seed_everything, set_threads, write_json
 from ..config import opt
+from ..tracking import report_to_option
 from ..rl.bon import bon_kl_analytic, bon_kl_from_samples
 from ..rl.engine import SamplingParams
 from ..rl.rewards import gold_scores, make_reward
@@ -36,6 +37,7 @@ from ..rl.rewards import gold_scores, make_reward
 class Config:
     out: str = opt("runs/default/best-of-n", "output folder (best_of_n.json, summary.json, metrics.jsonl)")
     seed: int = opt(0, "random seed (sampling)")
+    report_to: str = report_to_option()
     model: str = opt("runs/default/sft/model", "the policy that is sampled (the SFT model)")
     reward: str = opt("runs/default/reward", "reward-model folder (one or an ensemble), 'gold' = the world's "
                       "judge, or module:function")

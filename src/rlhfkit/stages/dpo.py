@@ -34,6 +34,7 @@ from .. import losses as L
 from ..common import (StageError, is_main_process, progress, prepare_out, say, seed_everything, set_threads,
                       wait_for_everyone, write_json)
 from ..config import group, opt
+from ..tracking import report_to_option
 from ..model import lora
 from ..model.lora import LoraConfig
 from ..rl.engine import positions
@@ -76,6 +77,7 @@ class Config:
     label_smoothing: float = opt(0.1, "cdpo only: probability that a preference label is flipped")
     ref_batch_size: int = opt(32, "pairs per forward pass when computing reference log-probs and held-out metrics")
     resume: bool = opt(False, "continue from OUT/ckpt (and reuse OUT/ref_logps.pt) if present")
+    report_to: str = report_to_option()
     data: DataConfig = group(DataConfig)
     optim: DPOOptimConfig = group(DPOOptimConfig)
     lora: LoraConfig = group(LoraConfig)

@@ -23,6 +23,7 @@ import torch
 
 from ..common import StageError, prepare_out, say, seed_everything, set_threads, write_json
 from ..config import group, opt
+from ..tracking import report_to_option
 from ..model.causal_lm import ModelConfig, build_causal_lm, count_params, load_causal_lm
 from ..training import BatchStream, OptimConfig, Trainer
 from ..lm import evaluate_lm, lm_step, save_final
@@ -46,6 +47,7 @@ class Config:
     tokenizer: str = opt("", "reuse this tokenizer (folder or hub id); empty = train a BPE on the data")
     vocab_size: int = opt(1024, "BPE vocabulary size when training a tokenizer")
     resume: bool = opt(False, "continue from OUT/ckpt if a complete checkpoint is there")
+    report_to: str = report_to_option()
     arch: ModelConfig = group(ModelConfig)
     data: DataConfig = group(DataConfig)
     optim: OptimConfig = group(OptimConfig)

@@ -34,6 +34,7 @@ from .. import losses as L
 from ..common import (StageError, from_pretrained, is_main_process, progress, prepare_out, read_jsonl, say,
                       seed_everything, set_threads, wait_for_everyone, write_json)
 from ..config import group, opt
+from ..tracking import report_to_option
 from ..data.formats import Ranking, load_rankings
 from ..evaluate.reward_metrics import accuracy, by_group, calibration, gold_accuracy, gold_scores, profile_of
 from ..model import lora
@@ -72,6 +73,7 @@ class Config:
     select: str = opt("loss", "held-out metric that picks the kept weights", choices=("loss", "accuracy"))
     gold: bool = opt(True, "also measure accuracy against the built-in world's gold judge where it applies")
     resume: bool = opt(False, "reuse finished ensemble members and continue the interrupted one from OUT/ckpt")
+    report_to: str = report_to_option()
     data: DataConfig = group(DataConfig)
     lora: LoraConfig = group(LoraConfig)
     # batch_size counts prompts (each with all its rankings); save_every is unused: a run takes minutes.

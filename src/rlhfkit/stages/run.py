@@ -22,6 +22,7 @@ from pathlib import Path
 from .. import config as config_mod
 from ..common import is_main_process, prepare_out, say, wait_for_everyone, write_json
 from ..config import opt
+from ..tracking import report_to_option
 
 STAGES = ["world", "pretrain", "sft", "rankings", "reward", "policy", "eval", "report"]
 ALGOS = ("ppo", "grpo", "rloo", "dpo", "best-of-n")
@@ -32,6 +33,7 @@ class Config:
     out: str = opt("runs/default", "run folder; each stage writes a subfolder")
     preset: str = opt("tiny", "size of everything: world, model, steps", choices=("ci", "tiny", "small"))
     seed: int = opt(0, "random seed for every stage")
+    report_to: str = report_to_option()
     algo: str = opt("ppo", "policy-optimisation algorithm", choices=ALGOS)
     rankings: str = opt("", "rankings JSONL from people (e.g. `rlhfkit label export`); empty = simulated pool")
     pool: str = opt("careful:0.6,noisy:0.2,adversarial:0.2", "simulated annotator pool (profile:share,...)")
@@ -59,7 +61,7 @@ def main(argv: list[str]) -> int:
 
 
 def run(cfg: Config) -> Path:
-    run_dir = prepare_out(cfg.out, cfg)
+    run_dir = prepare_out(cfg.out, cfg, track=False)  # trackers run per stage, grouped by the run folder
     timings: dict[str, float] = {}
     state = {"force": False}
     t_all = time.time()
@@ -134,6 +136,8 @@ def sub_stage(name: str, cfg: Config, run_dir: Path, force: bool, wiring: dict) 
     user = getattr(cfg, key) if key in ("pretrain", "sft", "rankings_stage", "reward") else cfg.policy
     sc = configure(name, cfg.preset, user)
     config_mod.apply(sc, {"out": str(run_dir / name), "seed": cfg.seed, **wiring})
+    if hasattr(sc, "report_to"):
+        sc.report_to = cfg.report_to
     out = Path(sc.out)
     if not force and same_config(out, sc):
         if (out / "summary.json").exists():

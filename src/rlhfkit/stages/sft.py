@@ -25,6 +25,7 @@ import torch
 from ..common import (StageError, dist_rank_size, main_process_first, progress, prepare_out, say, seed_everything,
                       set_threads, write_json)
 from ..config import group, opt
+from ..tracking import report_to_option
 from ..model import lora
 from ..model.lora import LoraConfig
 from ..model.causal_lm import context_length, load_causal_lm
@@ -52,6 +53,7 @@ class Config:
     model: str = opt("runs/default/pretrain/model", "pretrained model to fine-tune (folder or hub id)")
     patience: int = opt(3, "stop after this many evaluations without a better held-out loss (0 = never)")
     resume: bool = opt(False, "continue from OUT/ckpt if a complete checkpoint is there")
+    report_to: str = report_to_option()
     data: DataConfig = group(DataConfig)
     optim: OptimConfig = group(OptimConfig)
     lora: LoraConfig = group(LoraConfig)
