@@ -57,7 +57,7 @@ def card_text(stage: str, cfg: dict, figures: dict | None = None) -> str:
     if base:
         front["base_model"] = str(base)
     lines = ["---", yaml.safe_dump(front, sort_keys=True).strip(), "---", "",
-             f"# {stage} model (rlhfkit)", "", f"{STAGES.get(stage, stage)}.", "",
+             f"# {stage} model (rlhfkit)", "", f"{STAGES.get(stage, stage).capitalize()}.", "",
              f"- base model: {base or 'none (trained from scratch)'}"]
     lines += [f"- {key}: {_get(cfg, key)}" for key in DATA if _get(cfg, key) not in (None, "")]
     lines += [f"- {key}: {_get(cfg, key)}" for key in KEY.get(stage, []) if _get(cfg, key) is not None]
