@@ -17,7 +17,7 @@ def test_card_parses_and_names_its_base_model():
     assert front == {"base_model": "runs/x/sft/model", "library_name": "transformers", "tags": ["rlhfkit", "rlhf", "ppo"]}
     body = text.split("---\n", 2)[2]
     for line in ("- base model: runs/x/sft/model", "- reward: runs/x/reward", "- ppo.kl_coef: 0.1", "- seed: 3",
-                 f"- rlhfkit {__version__}", "| wall_s | 127.4 |", "| steps | 60 |"):
+                 f"- rlhfkit {__version__}", "| wall_s | 127.4 |", "| steps | 60 |", "A policy optimised with PPO"):
         assert line in body, line
     assert "alarms" not in body.split("## Figures")[1].split("## How")[0]  # only numbers in the figures table
     assert yaml.safe_load(body.split("```yaml\n")[1].split("```")[0]) == cfg  # the whole resolved config

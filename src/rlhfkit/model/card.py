@@ -57,7 +57,7 @@ def card_text(stage: str, cfg: dict, figures: dict | None = None) -> str:
     if base:
         front["base_model"] = str(base)
     lines = ["---", yaml.safe_dump(front, sort_keys=True).strip(), "---", "",
-             f"# {stage} model (rlhfkit)", "", f"{STAGES.get(stage, stage).capitalize()}.", "",
+             f"# {stage} model (rlhfkit)", "", f"{_sentence(STAGES.get(stage, stage))}.", "",
              f"- base model: {base or 'none (trained from scratch)'}"]
     lines += [f"- {key}: {_get(cfg, key)}" for key in DATA if _get(cfg, key) not in (None, "")]
     lines += [f"- {key}: {_get(cfg, key)}" for key in KEY.get(stage, []) if _get(cfg, key) is not None]
@@ -77,6 +77,10 @@ def _command() -> str:
     if prog in ("rlhfkit", "cli.py", "__main__.py"):
         return " ".join(["rlhfkit", *map(shlex.quote, sys.argv[1:])])
     return " ".join(["python", *map(shlex.quote, sys.argv)]) + "  # rlhfkit called from Python"
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]  # (str.capitalize would lower-case "PPO")
 
 
 def _fmt(v) -> str:
