@@ -27,9 +27,13 @@ COMMON = ["--preset", "ci", "--rollout.world_size=ci", "--rollout.max_new_tokens
           "--monitor.keep_best=true"]
 
 
-def _survives(stage: str, args: list[str], steps: int, tmp_path, record_property, rng) -> dict:
+def _survives(stage: str, args: list[str], steps: int, tmp_path, record_property, rng, start) -> dict:
     ref = tmp_path / "ref"
     assert run_to_end(args + ["--out", str(ref)], tmp_path / "ref.log").returncode == 0
+    # Training really moved the weights (by 100x the tolerance the runs are compared at), so that "the same as
+    # the uninterrupted run" is not met by doing nothing.
+    init, end = weights(start), weights(ref / "ckpt" / "model")
+    assert max(float((end[k] - init[k]).abs().max()) for k in init if k in end) > 100 * TOL["atol"]
     out = tmp_path / "run"
     kills = [Kill(("step", rng.randint(1, 2))),                  # before any checkpoint
              Kill(("step", rng.randint(4, 5))),
@@ -50,7 +54,7 @@ def _survives(stage: str, args: list[str], steps: int, tmp_path, record_property
 def test_ppo_survives_kills_anywhere(lm_dir, tmp_path, record_property):
     args = ["ppo", *COMMON, "--model", str(lm_dir), "--reward", REWARD, "--ppo.steps=10", "--ppo.save_every=3",
             "--rollout.batch_prompts=8", "--ppo.minibatch=4", "--ppo.kl_target=0.5", "--ppo.kl_horizon=100"]
-    s = _survives("ppo", args, 10, tmp_path, record_property, random.Random(SEED + 3))
+    s = _survives("ppo", args, 10, tmp_path, record_property, random.Random(SEED + 3), lm_dir)
     for key in ("best_step", "best_gold", "alarms", "end"):  # the adaptive β and the tracker came back too
         assert s["run"][key] == s["ref"][key], key
 
@@ -59,6 +63,6 @@ def test_ppo_survives_kills_anywhere(lm_dir, tmp_path, record_property):
 def test_grpo_survives_kills_anywhere(lm_dir, tmp_path, record_property):
     args = ["grpo", *COMMON, "--model", str(lm_dir), "--reward", REWARD, "--grpo.steps=10", "--grpo.save_every=3",
             "--rollout.batch_prompts=4", "--grpo.group_size=4", "--grpo.minibatch=8"]
-    s = _survives("grpo", args, 10, tmp_path, record_property, random.Random(SEED + 4))
+    s = _survives("grpo", args, 10, tmp_path, record_property, random.Random(SEED + 4), lm_dir)
     for key in ("best_step", "best_gold", "alarms", "end"):
         assert s["run"][key] == s["ref"][key], key
